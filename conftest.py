@@ -1,0 +1,49 @@
+import pytest
+import redis
+from django.conf import settings
+
+from domains.credentials import issue_password
+from domains.models import Domain, Extension
+from presence.throttle import reset_limiter
+from tests.servers import CeleryWorker, WebServer, server_env
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Each test starts with no failure counters and an empty broker queue."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    reset_limiter()
+    yield
+    reset_limiter()
+
+
+@pytest.fixture
+def domain(db) -> Domain:
+    return Domain.objects.create(name="abc.com")
+
+
+@pytest.fixture
+def other_domain(db) -> Domain:
+    return Domain.objects.create(name="other.example")
+
+
+@pytest.fixture
+def extension(domain) -> Extension:
+    """Extension 123 of abc.com; its call-state password is on `.password`."""
+    ext = Extension.objects.create(domain=domain, number="123", name="Ann", department="Sales")
+    ext.password = issue_password(ext)
+    return ext
+
+
+@pytest.fixture
+def web_server(transactional_db, tmp_path):
+    server = WebServer(tmp_path / "web.log", server_env())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path):
+    worker = CeleryWorker(tmp_path / "worker.log", server_env())
+    yield worker
+    worker.stop()

@@ -1,0 +1,23 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbx.settings")
+
+app = Celery("pbx")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    interval = settings.EXPIRY_SWEEP_INTERVAL
+    # A sweep queued behind a slow one is pointless: the next beat brings a fresh one.
+    sender.add_periodic_task(
+        interval,
+        sender.signature("presence.tasks.expire_calls"),
+        name="expire stale calls",
+        expires=max(interval * 5, 5),
+    )

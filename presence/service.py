@@ -1,0 +1,416 @@
+"""The one door for every presence change.
+
+Every change — call_state.htm, the REST API, an administrator, the expiry sweep — goes
+through this module, which writes the new facts and a PresenceEvent row in one transaction.
+
+Concurrency protocol: lock the extension row first, then read and change its calls. The expiry
+sweep locks both with SKIP LOCKED, so it never waits on (or double-ends) a call being changed.
+
+The call_state.htm path is a few plain SQL statements through `connection.cursor()`: the ORM's
+per-query cost, not the database, limits that endpoint (bench/README.md). Times are passed from
+Python so the same SQL runs on PostgreSQL and on the embedded SQLite.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from domains.credentials import password_matches
+from domains.models import AVAILABILITY_CHOICES, Domain, Extension, address_allowed
+from presence.models import (
+    AVAILABILITY_CHANGED,
+    CALL_CLEARED,
+    CALL_EXPIRED,
+    CALL_REFRESHED,
+    CALL_REPLACED,
+    CALL_STARTED,
+    CLEARED,
+    EXPIRED,
+    EXTENSION_DISABLED,
+    EXTENSION_ENABLED,
+    NOTE_CHANGED,
+    REPLACED,
+    SOURCE_SWEEP,
+    Call,
+    PresenceEvent,
+)
+from presence.state import presence_state
+
+_INSTANT = timedelta(microseconds=1)
+_EXT = Extension._meta.db_table
+_DOMAIN = Domain._meta.db_table
+_CALL = Call._meta.db_table
+_EVENT = PresenceEvent._meta.db_table
+
+_LOOKUP_COLUMNS = f"""
+    SELECT e.id, e.secret_hash, e.availability, d.id, d.max_call_duration, d.allowed_addresses
+    FROM {_EXT} e JOIN {_DOMAIN} d ON d.id = e.domain_id"""
+_LOOKUP_BY_NAME = (
+    _LOOKUP_COLUMNS
+    + """
+    WHERE d.name = %s AND e.number = %s AND d.enabled AND e.enabled"""
+)
+_LOOKUP_BY_ID = _LOOKUP_COLUMNS + " WHERE e.id = %s AND e.enabled"
+_ACTIVE_CALL = f"""
+    SELECT id, number, withheld, call_id, started_at, expires_at
+    FROM {_CALL} WHERE extension_id = %s AND ended_at IS NULL"""
+_START_CALL = f"""
+    INSERT INTO {_CALL}
+        (extension_id, number, withheld, call_id, source, started_at, expires_at, end_reason)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, '') RETURNING id"""
+_REFRESH_CALL = f"UPDATE {_CALL} SET expires_at = %s WHERE id = %s"
+_END_CALL = f"UPDATE {_CALL} SET ended_at = %s, end_reason = %s WHERE id = %s"
+_INSERT_EVENT = f"""
+    INSERT INTO {_EVENT} (domain_id, extension_id, call_id, old_state, new_state, reason,
+                          source, expires_at, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """What a provider reported: a call with `number`, or no call (busy=False)."""
+
+    busy: bool
+    number: str = ""
+    withheld: bool = False
+    expires: int | None = None  # seconds; None = the domain's maximum
+    call_id: str = ""
+
+
+@dataclass(frozen=True)
+class ActiveCall:
+    id: int
+    number: str
+    withheld: bool
+    call_id: str
+    started_at: datetime
+    expires_at: datetime
+
+    def is_same_call(self, report: CallReport) -> bool:
+        """Same call_id when both carry one, else same number."""
+        if self.call_id and report.call_id:
+            return self.call_id == report.call_id
+        return (self.number, self.withheld) == (report.number, report.withheld)
+
+
+@dataclass(frozen=True)
+class CallState:
+    """What call_state.htm answers after a request."""
+
+    state: str
+    call: ActiveCall | None
+    now: datetime
+
+
+def _aware(value) -> datetime:
+    """SQLite hands back naive UTC datetimes (or strings) from raw queries."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _db_time(value: datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _lock_suffix() -> str:
+    # SQLite runs IMMEDIATE transactions: writers are serialized already.
+    return " FOR UPDATE OF e" if connection.vendor == "postgresql" else ""
+
+
+class ExtensionUnavailable(Exception):
+    """The extension is disabled or gone: it cannot take a call."""
+
+
+def apply_call_state(
+    *,
+    domain: str,
+    user: str,
+    password: str,
+    address: str,
+    report: CallReport,
+    source: str,
+    now: datetime | None = None,
+) -> CallState | None:
+    """Authenticate a call_state.htm request and apply it. None means refused (403).
+
+    Steps, in one short transaction:
+    1. find and lock the enabled extension of the enabled domain (one indexed lookup);
+    2. check the password and the domain's address allowlist;
+    3. apply the report (see `_Facts.apply`).
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        facts = _Facts.lock(cursor, _LOOKUP_BY_NAME, [domain, user], source, now)
+        if facts is None or not facts.accepts(password, address):
+            return None
+        return facts.apply(report)
+
+
+def report_call(
+    extension: Extension, report: CallReport, source: str, now: datetime | None = None
+) -> CallState:
+    """Apply a call report for an already authorised caller (REST API, administrator)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        facts = _Facts.lock(cursor, _LOOKUP_BY_ID, [extension.pk], source, now)
+        if facts is None:
+            raise ExtensionUnavailable(str(extension))
+        return facts.apply(report)
+
+
+class _Facts:
+    """The locked extension inside apply_call_state's transaction, changed with plain SQL."""
+
+    def __init__(self, cursor, row, source: str, now: datetime):
+        self.cursor = cursor
+        (
+            self.ext_id,
+            self.secret_hash,
+            self.availability,
+            self.domain_id,
+            self.max_duration,
+            self.allowlist,
+        ) = row
+        self.source = source
+        self.now = now
+
+    @classmethod
+    def lock(cls, cursor, lookup: str, params: list, source: str, now: datetime | None):
+        """Find the extension and lock its row; None when there is no such enabled one."""
+        cursor.execute(lookup + _lock_suffix(), params)
+        row = cursor.fetchone()
+        return cls(cursor, row, source, now or timezone.now()) if row else None
+
+    def accepts(self, password: str, address: str) -> bool:
+        return password_matches(password, self.secret_hash) and address_allowed(
+            self.allowlist, address
+        )
+
+    def apply(self, report: CallReport) -> CallState:
+        """End the active call if past its deadline (reason expired); then start, refresh,
+        replace or clear as reported, writing an event row for each change."""
+        call = self.active_call()
+        if call and call.expires_at <= self.now:
+            self.end(call, EXPIRED, at=call.expires_at)
+            call = None
+        expires = self.max_duration
+        if report.expires is not None:
+            expires = min(report.expires, self.max_duration)
+        if report.busy and expires > 0:
+            call = self.report_busy(call, report, self.now + timedelta(seconds=expires))
+        elif call and (not report.call_id or report.call_id == call.call_id):
+            self.end(call, CLEARED, at=self.now)
+            call = None
+        return CallState(self.state(call), call, self.now)
+
+    def state(self, call: ActiveCall | None, at: datetime | None = None) -> str:
+        return presence_state(
+            enabled=True,
+            availability=self.availability,
+            call_expires_at=call.expires_at if call else None,
+            now=at or self.now,
+        )
+
+    def active_call(self) -> ActiveCall | None:
+        self.cursor.execute(_ACTIVE_CALL, [self.ext_id])
+        row = self.cursor.fetchone()
+        if row is None:
+            return None
+        call_id, number, withheld, provider_call_id, started_at, expires_at = row
+        return ActiveCall(
+            call_id,
+            number,
+            bool(withheld),
+            provider_call_id,
+            _aware(started_at),
+            _aware(expires_at),
+        )
+
+    def report_busy(self, call: ActiveCall | None, report: CallReport, expires_at: datetime):
+        if call and call.is_same_call(report):
+            self.cursor.execute(_REFRESH_CALL, [_db_time(expires_at), call.id])
+            refreshed = ActiveCall(**{**call.__dict__, "expires_at": expires_at})
+            self.event(call, refreshed, CALL_REFRESHED)
+            return refreshed
+        if call:
+            self.cursor.execute(_END_CALL, [_db_time(self.now), REPLACED, call.id])
+        self.cursor.execute(
+            _START_CALL,
+            [
+                self.ext_id,
+                report.number,
+                report.withheld,
+                report.call_id,
+                self.source,
+                _db_time(self.now),
+                _db_time(expires_at),
+            ],
+        )
+        new_id = self.cursor.fetchone()[0]
+        started = ActiveCall(
+            new_id, report.number, report.withheld, report.call_id, self.now, expires_at
+        )
+        self.event(call, started, CALL_REPLACED if call else CALL_STARTED)
+        return started
+
+    def end(self, call: ActiveCall, reason: str, at: datetime) -> None:
+        self.cursor.execute(_END_CALL, [_db_time(at), reason, call.id])
+        # An expired call was still shown until its deadline: the old state is the one just
+        # before it.
+        before = at - _INSTANT if reason == EXPIRED else self.now
+        event_reason = CALL_EXPIRED if reason == EXPIRED else CALL_CLEARED
+        self._insert_event(
+            call.id, self.state(call, before), self.state(None), event_reason, None, at
+        )
+
+    def event(self, old: ActiveCall | None, new: ActiveCall, reason: str) -> None:
+        self._insert_event(
+            new.id, self.state(old), self.state(new), reason, new.expires_at, self.now
+        )
+
+    def _insert_event(self, call_id, old_state, new_state, reason, expires_at, at):
+        self.cursor.execute(
+            _INSERT_EVENT,
+            [
+                self.domain_id,
+                self.ext_id,
+                call_id,
+                old_state,
+                new_state,
+                reason,
+                self.source,
+                _db_time(expires_at) if expires_at else None,
+                _db_time(at),
+            ],
+        )
+
+
+def _locked_extension(extension_id: int) -> tuple[Extension, Call | None]:
+    extension = Extension.objects.select_for_update().get(pk=extension_id)
+    return extension, Call.objects.filter(extension=extension, ended_at__isnull=True).first()
+
+
+def _orm_state(extension: Extension, call: Call | None, now: datetime) -> str:
+    return presence_state(
+        enabled=extension.enabled,
+        availability=extension.availability,
+        call_expires_at=call.expires_at if call else None,
+        now=now,
+    )
+
+
+def _record(extension, call, old_state, reason, source, now) -> PresenceEvent:
+    return PresenceEvent.objects.create(
+        domain_id=extension.domain_id,
+        extension=extension,
+        call=call,
+        old_state=old_state,
+        new_state=_orm_state(extension, call, now),
+        reason=reason,
+        source=source,
+        expires_at=call.expires_at if call else None,
+        created_at=now,
+    )
+
+
+_VALID_AVAILABILITY = {value for value, _ in AVAILABILITY_CHOICES}
+
+
+@transaction.atomic
+def set_availability(
+    extension: Extension,
+    *,
+    availability: str | None = None,
+    note: str | None = None,
+    source: str,
+    now: datetime | None = None,
+) -> list[PresenceEvent]:
+    """Set an extension's availability (available/away/dnd) and/or status note."""
+    if availability is not None and availability not in _VALID_AVAILABILITY:
+        raise ValueError(f"unknown availability {availability!r}")
+    now = now or timezone.now()
+    locked, call = _locked_extension(extension.pk)
+    events = []
+    for field, value, reason in (
+        ("availability", availability, AVAILABILITY_CHANGED),
+        ("note", note, NOTE_CHANGED),
+    ):
+        if value is None or getattr(locked, field) == value:
+            continue
+        old_state = _orm_state(locked, call, now)
+        setattr(locked, field, value)
+        locked.save(update_fields=[field])
+        events.append(_record(locked, call, old_state, reason, source, now))
+    _copy_facts(locked, extension)
+    return events
+
+
+@transaction.atomic
+def set_enabled(
+    extension: Extension, enabled: bool, *, source: str, now: datetime | None = None
+) -> PresenceEvent | None:
+    """Enable or disable an extension: a disabled one shows offline and takes no calls."""
+    now = now or timezone.now()
+    locked, call = _locked_extension(extension.pk)
+    if locked.enabled == enabled:
+        return None
+    old_state = _orm_state(locked, call, now)
+    locked.enabled = enabled
+    locked.save(update_fields=["enabled"])
+    _copy_facts(locked, extension)
+    reason = EXTENSION_ENABLED if enabled else EXTENSION_DISABLED
+    return _record(locked, call, old_state, reason, source, now)
+
+
+def _copy_facts(source: Extension, target: Extension) -> None:
+    """Keep the caller's instance in step with what was saved."""
+    for field in ("availability", "note", "enabled"):
+        setattr(target, field, getattr(source, field))
+
+
+def expire_due_calls(now: datetime | None = None, batch_size: int = 500) -> int:
+    """End every active call whose deadline has passed (reason expired). Returns the count.
+
+    Safe to run twice at once: each batch claims its rows with SKIP LOCKED, so a call is ended
+    by exactly one sweep, and a call whose extension is being changed right now is left to
+    that change (it ends expired calls itself). Small batches keep each transaction short, so
+    a backlog of stale calls never stalls call_state.htm.
+    """
+    now = now or timezone.now()
+    total = 0
+    while True:
+        ended = _expire_batch(now, batch_size)
+        total += ended
+        if ended < batch_size:
+            return total
+
+
+@transaction.atomic
+def _expire_batch(now: datetime, batch_size: int) -> int:
+    due = list(
+        Call.objects.filter(ended_at__isnull=True, expires_at__lte=now)
+        .select_related("extension")
+        .select_for_update(skip_locked=True, of=("self", "extension"))
+        .order_by("expires_at")[:batch_size]
+    )
+    if not due:
+        return 0
+    Call.objects.filter(pk__in=[call.pk for call in due]).update(
+        ended_at=F("expires_at"), end_reason=EXPIRED
+    )
+    PresenceEvent.objects.bulk_create(
+        PresenceEvent(
+            domain_id=call.extension.domain_id,
+            extension_id=call.extension_id,
+            call=call,
+            old_state=_orm_state(call.extension, call, call.expires_at - _INSTANT),
+            new_state=_orm_state(call.extension, None, now),
+            reason=CALL_EXPIRED,
+            source=SOURCE_SWEEP,
+            created_at=now,
+        )
+        for call in due
+    )
+    return len(due)

@@ -1,0 +1,133 @@
+"""Real server processes for tests: gunicorn with the production config, Celery worker + beat.
+
+They run against the test database (tests using them need `transactional_db`, so the data a
+test writes is committed and visible to the server).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """The environment of a server process pointed at the test database."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "pbx.settings",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CALL_STATE_KEY": settings.CALL_STATE_KEY,
+        "DEBUG": "false",
+        "DATA_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / f"pbx-test-{os.getpid()}"),
+    }
+    env.update(overrides)
+    return env
+
+
+class ServerProcess:
+    """A subprocess whose output (stdout and stderr) is kept in a file for inspection."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class WebServer(ServerProcess):
+    """gunicorn with pbx/gunicorn.conf.py, as in production."""
+
+    def __init__(self, log_path: Path, env: dict[str, str], workers: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [
+                str(VENV_BIN / "gunicorn"),
+                "-c",
+                "pbx/gunicorn.conf.py",
+                "pbx.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+            ],
+            env,
+            log_path,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{self.output()}")
+            try:
+                requests.get(f"{self.url}/call_state.htm", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not start:\n{self.output()}")
+
+    def call_state(self, method: str = "GET", **params) -> requests.Response:
+        if method == "GET":
+            return requests.get(f"{self.url}/call_state.htm?{urlencode(params)}", timeout=10)
+        return requests.post(f"{self.url}/call_state.htm", data=params, timeout=10)
+
+
+class CeleryWorker(ServerProcess):
+    """`celery worker --beat`, the way `make run` and docker-compose start it."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]):
+        super().__init__(
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "pbx",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--schedule",
+                str(log_path.with_suffix(".beat")),
+            ],
+            env,
+            log_path,
+        )
