@@ -15,3 +15,6 @@ from pbx.settings import *  # noqa: E402, F403
 
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test logins
+
+# One test database per run, so runs side by side on one machine do not drop each other's.
+DATABASES["default"]["TEST"] = {"NAME": f"test_presence_{os.getpid()}"}  # noqa: F405
