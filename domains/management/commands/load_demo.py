@@ -1,5 +1,7 @@
+import secrets
 from urllib.parse import urlencode
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -20,7 +22,8 @@ DEMO_EXTENSIONS = [
 class Command(BaseCommand):
     help = (
         f"Create the demo domain {DEMO_DOMAIN} with a few extensions (if missing), issue a "
-        "fresh password for extension 100 and print ready-to-paste curl lines."
+        "fresh password for extension 100 and print ready-to-paste curl lines. Without any "
+        "superuser yet, also create the administrator 'admin' and print its password once."
     )
 
     def add_arguments(self, parser):
@@ -43,3 +46,12 @@ class Command(BaseCommand):
             f"  off the phone:  curl '{url}/call_state.htm?{urlencode(query)}'\n"
             f"  ends by itself: curl '{url}/call_state.htm?{busy}&expires=10'"
         )
+        self.stdout.write(self._admin_login(url))
+
+    def _admin_login(self, url: str) -> str:
+        users = get_user_model().objects
+        if users.filter(is_superuser=True).exists():
+            return f"Administration: {url}/admin/ (existing administrator accounts)"
+        password = secrets.token_urlsafe(12)
+        users.create_superuser("admin", password=password)
+        return f"Administration: {url}/admin/  user admin, password {password} (shown once)"
