@@ -43,6 +43,23 @@ def web_server(transactional_db, tmp_path):
 
 
 @pytest.fixture
+def start_web_server(transactional_db, tmp_path):
+    """A factory: `start_web_server(workers=1, REDIS_URL=...)` starts gunicorn with extra
+    environment; every server it started is stopped after the test."""
+    servers: list[WebServer] = []
+
+    def start(workers: int = 2, **env: str) -> WebServer:
+        log_path = tmp_path / f"web-{len(servers)}.log"
+        server = WebServer(log_path, server_env(**env), workers=workers)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def celery_worker(transactional_db, tmp_path):
     worker = CeleryWorker(tmp_path / "worker.log", server_env())
     yield worker

@@ -56,7 +56,8 @@ class ServerProcess:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
@@ -90,7 +91,11 @@ class WebServer(ServerProcess):
             env,
             log_path,
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except RuntimeError:
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

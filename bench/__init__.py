@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs bench/call_state (see bench/README.md)."""
