@@ -11,7 +11,7 @@ import secrets
 
 from django.conf import settings
 
-from domains.models import Extension
+from domains.models import Domain, Extension, ProviderKey
 
 PASSWORD_BYTES = 18  # 144 bits, 24 URL-safe characters
 
@@ -32,3 +32,29 @@ def issue_password(extension: Extension) -> str:
     extension.secret_hash = hash_password(password)
     extension.save(update_fields=["secret_hash"])
     return password
+
+
+def issue_provider_key(key: ProviderKey) -> str:
+    """Generate a new provider key, store its hash and return it (once)."""
+    secret = secrets.token_urlsafe(PASSWORD_BYTES)
+    key.secret_hash = hash_password(secret)
+    key.save(update_fields=["secret_hash"])
+    return secret
+
+
+def kiosk_token_hash(token: str) -> str:
+    """Kiosk tokens are random (144 bits), so a plain SHA-256 is enough to keep them secret."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_kiosk_token(domain: Domain) -> str:
+    """A new wall-screen token for the domain; the previous one stops working at once."""
+    token = secrets.token_urlsafe(PASSWORD_BYTES)
+    domain.kiosk_token_hash = kiosk_token_hash(token)
+    domain.save(update_fields=["kiosk_token_hash"])
+    return token
+
+
+def revoke_kiosk_token(domain: Domain) -> None:
+    domain.kiosk_token_hash = ""
+    domain.save(update_fields=["kiosk_token_hash"])

@@ -69,6 +69,8 @@ class Domain(models.Model):
         help_text="Addresses or networks (CIDR) allowed to send call states, separated by "
         "commas or lines. Empty: any address.",
     )
+    # SHA-256 of the wall-screen (kiosk) token; empty: no kiosk link. The token is shown once.
+    kiosk_token_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -119,3 +121,59 @@ class Extension(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.secret_hash)
+
+
+ADMIN = "admin"
+STAFF = "staff"
+ROLE_CHOICES = [(ADMIN, "Domain administrator"), (STAFF, "Staff")]
+
+
+class Membership(models.Model):
+    """A user's place in a domain: an administrator manages it, staff see its board."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="memberships")
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=ROLE_CHOICES, default=STAFF)
+    extension = models.ForeignKey(
+        Extension,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="The member's own extension: they may set its availability and note.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "domain"], name="one_membership_per_domain"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.domain} ({self.role})"
+
+    def clean(self):
+        if self.extension_id and self.extension.domain_id != self.domain_id:
+            raise ValidationError({"extension": "The extension must belong to the same domain."})
+
+
+class ProviderKey(models.Model):
+    """One call-state credential for a provider serving the whole domain.
+
+    Accepted as `password` for any extension of the domain, only from its allowed addresses.
+    """
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="provider_keys")
+    label = models.CharField(max_length=100, help_text="Who uses it, e.g. the provider's name.")
+    allowed_addresses = models.TextField(
+        validators=[validate_networks],
+        help_text="Addresses or networks (CIDR) the provider sends from. Required.",
+    )
+    enabled = models.BooleanField(default=True)
+    # HMAC-SHA256 under CALL_STATE_KEY, like extension passwords; the key is shown once.
+    secret_hash = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["domain__name", "label"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.domain})"

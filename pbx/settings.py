@@ -63,6 +63,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "pbx.urls"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "board_list"
+LOGOUT_REDIRECT_URL = "login"
 WSGI_APPLICATION = "pbx.wsgi.application"
 
 TEMPLATES = [
@@ -138,6 +141,7 @@ if not REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
@@ -145,6 +149,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 EXPIRY_SWEEP_INTERVAL = env_int("EXPIRY_SWEEP_INTERVAL", 1, minimum=1)
+
+# The board stream process (presence/stream.py) follows the event table this often (seconds).
+STREAM_POLL_INTERVAL = env_int("STREAM_POLL_INTERVAL_MS", 200, minimum=10) / 1000
+# Where browsers open board streams. Empty: the board's own host on STREAM_PORT, which is how
+# `make run` and docker-compose serve it; behind a reverse proxy that routes /stream/ to the
+# stream process, set it to the site's address (https://pbx.example.com).
+BOARD_STREAM_URL = env_str("BOARD_STREAM_URL")
+STREAM_PORT = env_int("STREAM_PORT", 8001, minimum=1)
 
 # call_state.htm: failed attempts allowed per window before 429, per client address and per
 # extension. An address serving many extensions (a provider) gets the larger budget.

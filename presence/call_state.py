@@ -23,6 +23,10 @@ def _param(params: QueryDict, name: str, required: bool = False) -> str:
     value = params.get(name, "")
     if "\x00" in value:
         raise BadParameter(f"parameter '{name}' contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from an odd charset
+        raise BadParameter(f"parameter '{name}' is not valid text") from None
     if required and not value.strip():
         raise BadParameter(f"missing parameter '{name}'")
     return value.strip()

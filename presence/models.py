@@ -15,11 +15,13 @@ SOURCE_CALL_STATE = "call_state"
 SOURCE_API = "api"
 SOURCE_ADMIN = "admin"
 SOURCE_SWEEP = "sweep"
+SOURCE_BOARD = "board"
 SOURCES = [
     (SOURCE_CALL_STATE, "call_state.htm"),
     (SOURCE_API, "REST API"),
     (SOURCE_ADMIN, "Administrator"),
     (SOURCE_SWEEP, "Expiry sweep"),
+    (SOURCE_BOARD, "Presence board"),
 ]
 
 # What happened, on a PresenceEvent.

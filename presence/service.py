@@ -11,7 +11,7 @@ per-query cost, not the database, limits that endpoint (bench/README.md). Times 
 Python so the same SQL runs on PostgreSQL and on the embedded SQLite.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
@@ -19,7 +19,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from domains.credentials import password_matches
-from domains.models import AVAILABILITY_CHOICES, Domain, Extension, address_allowed
+from domains.models import (
+    AVAILABILITY_CHOICES,
+    Domain,
+    Extension,
+    ProviderKey,
+    address_allowed,
+)
 from presence.models import (
     AVAILABILITY_CHANGED,
     CALL_CLEARED,
@@ -54,6 +60,9 @@ _LOOKUP_BY_NAME = (
     WHERE d.name = %s AND e.number = %s AND d.enabled AND e.enabled"""
 )
 _LOOKUP_BY_ID = _LOOKUP_COLUMNS + " WHERE e.id = %s AND e.enabled"
+_PROVIDER_KEYS = f"""
+    SELECT secret_hash, allowed_addresses FROM {ProviderKey._meta.db_table}
+    WHERE domain_id = %s AND enabled"""
 _ACTIVE_CALL = f"""
     SELECT id, number, withheld, call_id, started_at, expires_at
     FROM {_CALL} WHERE extension_id = %s AND ended_at IS NULL"""
@@ -61,7 +70,7 @@ _START_CALL = f"""
     INSERT INTO {_CALL}
         (extension_id, number, withheld, call_id, source, started_at, expires_at, end_reason)
     VALUES (%s, %s, %s, %s, %s, %s, %s, '') RETURNING id"""
-_REFRESH_CALL = f"UPDATE {_CALL} SET expires_at = %s WHERE id = %s"
+_REFRESH_CALL = f"UPDATE {_CALL} SET expires_at = %s, call_id = %s WHERE id = %s"
 _END_CALL = f"UPDATE {_CALL} SET ended_at = %s, end_reason = %s WHERE id = %s"
 _INSERT_EVENT = f"""
     INSERT INTO {_EVENT} (domain_id, extension_id, call_id, old_state, new_state, reason,
@@ -184,8 +193,21 @@ class _Facts:
         return cls(cursor, row, source, now or timezone.now()) if row else None
 
     def accepts(self, password: str, address: str) -> bool:
-        return password_matches(password, self.secret_hash) and address_allowed(
-            self.allowlist, address
+        """The extension's password or a provider key of the domain, from an allowed address.
+
+        Provider keys are read only when the extension's password does not match, so the
+        usual request pays nothing for them.
+        """
+        if not address_allowed(self.allowlist, address):
+            return False
+        if password_matches(password, self.secret_hash):
+            return True
+        self.cursor.execute(_PROVIDER_KEYS, [self.domain_id])
+        return any(
+            password_matches(password, key_hash)
+            and bool(key_allowlist)  # a provider key without an allowlist is never valid
+            and address_allowed(key_allowlist, address)
+            for key_hash, key_allowlist in self.cursor.fetchall()
         )
 
     def apply(self, report: CallReport) -> CallState:
@@ -230,8 +252,11 @@ class _Facts:
 
     def report_busy(self, call: ActiveCall | None, report: CallReport, expires_at: datetime):
         if call and call.is_same_call(report):
-            self.cursor.execute(_REFRESH_CALL, [_db_time(expires_at), call.id])
-            refreshed = ActiveCall(**{**call.__dict__, "expires_at": expires_at})
+            # A refresh may bring the provider's call_id late: keep it, so a clear with it
+            # ends this call.
+            call_id = call.call_id or report.call_id
+            self.cursor.execute(_REFRESH_CALL, [_db_time(expires_at), call_id, call.id])
+            refreshed = replace(call, expires_at=expires_at, call_id=call_id)
             self.event(call, refreshed, CALL_REFRESHED)
             return refreshed
         if call:

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
@@ -22,7 +23,8 @@ def _plain(body: str, status: int, **headers: str) -> HttpResponse:
 def client_address(request: HttpRequest) -> str:
     """The caller's address: the peer, or the one our NUM_PROXIES proxies saw."""
     if settings.NUM_PROXIES:
-        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        header = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        forwarded = [a.strip() for a in header.split(",") if a.strip()]
         if len(forwarded) >= settings.NUM_PROXIES:
             return forwarded[-settings.NUM_PROXIES]
     return request.META.get("REMOTE_ADDR", "")
@@ -73,6 +75,8 @@ def call_state(request: HttpRequest) -> HttpResponse:
         return _plain(f"Bad Request: {error}", 400)
     except (MultiPartParserError, UnicodeError, LookupError, ValueError):
         return _plain("Bad Request: the request body cannot be read as a form", 400)
+    except (BadRequest, SuspiciousOperation) as error:  # too many fields, too big, …
+        return _plain(f"Bad Request: {error}".splitlines()[0], 400)
 
     address = client_address(request)
     extension_key = f"{domain}/{user}"

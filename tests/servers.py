@@ -105,7 +105,8 @@ class WebServer(ServerProcess):
             try:
                 requests.get(f"{self.url}/call_state.htm", timeout=1)
                 return
-            except requests.ConnectionError:
+            # A busy machine can take over a second to get the first worker ready.
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError(f"gunicorn did not start:\n{self.output()}")
 

@@ -330,3 +330,18 @@ def test_successes_are_not_limited(client, creds, settings):
     settings.CALL_STATE_FAILURES_PER_EXTENSION = 2
     for n in range(10):
         assert client.get(URL, {**creds, "number": str(n)}).status_code == 200
+
+
+def test_call_id_sent_on_refresh_is_kept_for_the_clear(client, creds, extension):
+    client.get(URL, {**creds, "number": "111"})
+    client.get(URL, {**creds, "number": "111", "call_id": "late"})
+    assert active_call(extension).call_id == "late"
+    client.get(URL, {**creds, "call_id": "late"})
+    assert active_call(extension) is None
+
+
+def test_missing_forwarded_header_falls_back_to_peer(client, creds, domain, settings):
+    settings.NUM_PROXIES = 1
+    domain.allowed_addresses = "127.0.0.1"
+    domain.save()
+    assert client.get(URL, creds).status_code == 200

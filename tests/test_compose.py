@@ -250,8 +250,11 @@ def module_file(dotted: str) -> Path | None:
 
 
 def defines(path: Path, name: str) -> bool:
-    """Whether a module assigns `name` at top level."""
+    """Whether a module defines `name` at top level (an assignment, a function or a class)."""
     for node in ast.parse(path.read_text()).body:
+        defined = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+        if isinstance(node, defined) and node.name == name:
+            return True
         targets = node.targets if isinstance(node, ast.Assign) else []
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             return True

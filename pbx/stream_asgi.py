@@ -1,0 +1,12 @@
+"""ASGI entry point of the board stream process (uvicorn, one worker; see presence/stream.py)."""
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbx.settings")
+django.setup()
+
+from presence.stream import application  # noqa: E402
+
+__all__ = ["application"]
