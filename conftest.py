@@ -64,3 +64,33 @@ def celery_worker(transactional_db, tmp_path):
     worker = CeleryWorker(tmp_path / "worker.log", server_env())
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def people(domain, other_domain, extension):
+    """Per DESIGN: an owner (admin of abc.com), a member (staff of abc.com, linked to
+    extension 123) and an outsider (admin of other.example). Passwords are 'pw-<name>'."""
+    from django.contrib.auth.models import User
+
+    from domains.models import ADMIN, STAFF, Membership
+
+    def user(name, **flags):
+        account = User.objects.create_user(name, password=f"pw-{name}", **flags)
+        return account
+
+    owner = user("owner", is_staff=True)
+    member = user("member")
+    outsider = user("outsider", is_staff=True)
+    Membership.objects.create(user=owner, domain=domain, role=ADMIN)
+    Membership.objects.create(user=member, domain=domain, role=STAFF, extension=extension)
+    Membership.objects.create(user=outsider, domain=other_domain, role=ADMIN)
+    return {"owner": owner, "member": member, "outsider": outsider}
+
+
+@pytest.fixture
+def stream_server(transactional_db, tmp_path):
+    from tests.servers import StreamServer
+
+    server = StreamServer(tmp_path / "stream.log", server_env())
+    yield server
+    server.stop()

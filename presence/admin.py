@@ -1,32 +1,62 @@
-from django.contrib import admin
+"""Call history and the event log: read-only, tenant-scoped."""
 
+from datetime import timedelta
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from domains.admin_scoping import DomainFilter, ReadOnlyScopedAdmin
+from domains.models import Extension
 from presence.models import Call, PresenceEvent
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by the presence service only."""
+class ExtensionFilter(admin.SimpleListFilter):
+    """Extensions that have calls, each with its domain in one query (Django's related
+    filter would query each extension's domain for its label)."""
 
-    def has_add_permission(self, request):
-        return False
+    title = "extension"
+    parameter_name = "extension"
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
+        with_calls = model_admin.get_queryset(request).values("extension")
+        extensions = Extension.objects.filter(pk__in=with_calls).select_related("domain")
+        return [(ext.pk, str(ext)) for ext in extensions]
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def queryset(self, request: HttpRequest, queryset):
+        return queryset.filter(extension=self.value()) if self.value() else queryset
+
+
+def format_duration(duration: timedelta) -> str:
+    minutes, seconds = divmod(int(duration.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}"
 
 
 @admin.register(Call)
-class CallAdmin(ReadOnlyAdmin):
-    list_display = ("extension", "display_number", "started_at", "ended_at", "end_reason", "source")
-    list_filter = ("end_reason", "source", "extension__domain", "started_at")
+class CallAdmin(ReadOnlyScopedAdmin):
+    domain_lookup = "extension__domain"
+    list_display = (
+        "extension",
+        "display_number",
+        "started_at",
+        "ended_at",
+        "call_duration",
+        "end_reason",
+        "source",
+    )
+    list_filter = (DomainFilter, ExtensionFilter, "end_reason", "source")
     search_fields = ("number", "call_id", "extension__number", "extension__name")
     list_select_related = ("extension__domain",)
     date_hierarchy = "started_at"
 
+    @admin.display(description="Duration")
+    def call_duration(self, call: Call) -> str:
+        return "ongoing" if call.duration is None else format_duration(call.duration)
+
 
 @admin.register(PresenceEvent)
-class PresenceEventAdmin(ReadOnlyAdmin):
+class PresenceEventAdmin(ReadOnlyScopedAdmin):
     list_display = ("id", "created_at", "extension", "old_state", "new_state", "reason", "source")
-    list_filter = ("reason", "source", "domain")
+    list_filter = (DomainFilter, "reason", "source")
     list_select_related = ("extension__domain",)
+    ordering = ("-id",)  # newest first: a log is read from the top

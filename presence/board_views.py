@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from domains.credentials import kiosk_token_hash
@@ -30,6 +31,7 @@ def _kiosk_domain(name: str, token: str) -> Domain:
 
 
 @never_cache
+@xframe_options_sameorigin  # the admin's live presence page shows the board in a frame
 def board_page(request: HttpRequest, name: str) -> HttpResponse:
     """The board: members see it after logging in; a wall screen with its kiosk link."""
     kiosk_token = request.GET.get("kiosk", "")

@@ -283,18 +283,26 @@ async def board_stream(scope, receive, send) -> None:
 
 
 async def _pump(subscriber: Subscriber, receive, send) -> None:
+    """Send queued events (a heartbeat when idle) until the client leaves or we close."""
     disconnected = asyncio.ensure_future(_wait_disconnect(receive))
     try:
-        while not disconnected.done():
-            try:
-                message = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
+        while True:
+            next_message = asyncio.ensure_future(subscriber.queue.get())
+            done, _ = await asyncio.wait(
+                {next_message, disconnected},
+                timeout=HEARTBEAT_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if disconnected in done:
+                next_message.cancel()
+                return
+            if next_message not in done:
+                next_message.cancel()
                 message = b": keep-alive\n\n"
-            if message is None:
-                break
+            elif (message := next_message.result()) is None:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             await send({"type": "http.response.body", "body": message, "more_body": True})
-        if not disconnected.done():
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         disconnected.cancel()
 

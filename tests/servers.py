@@ -4,13 +4,18 @@ They run against the test database (tests using them need `transactional_db`, so
 test writes is committed and visible to the server).
 """
 
+import contextlib
+import http.client
+import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from django.conf import settings
@@ -137,3 +142,91 @@ class CeleryWorker(ServerProcess):
             env,
             log_path,
         )
+
+
+class StreamServer(ServerProcess):
+    """The board stream process (uvicorn, one worker), as docker-compose runs it."""
+
+    def __init__(self, log_path: Path, env: dict[str, str], port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [
+                str(VENV_BIN / "uvicorn"),
+                "pbx.stream_asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "2",
+            ],
+            {**env, "STREAM_POLL_INTERVAL_MS": "100"},
+            log_path,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited:\n{self.output()}")
+            try:
+                requests.get(f"{self.url}/stream/board", timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"uvicorn did not start:\n{self.output()}")
+
+
+class EventStream:
+    """A Server-Sent Events reader in a thread: `next_event()` returns (event, id, data)."""
+
+    def __init__(self, url: str):
+        self.events: queue.Queue = queue.Queue()
+        parts = urlsplit(url)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self._connection.request("GET", f"{parts.path}?{parts.query}")
+        self.response = self._connection.getresponse()
+        self.status_code = self.response.status
+        self.headers = {name.lower(): value for name, value in self.response.getheaders()}
+        if self.status_code == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        event, event_id, data = "message", None, []
+        try:
+            while line := self.response.readline():
+                line = line.decode().rstrip("\r\n")
+                if line == "":
+                    if data:
+                        self.events.put((event, event_id, json.loads("\n".join(data))))
+                    event, event_id, data = "message", None, []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("id:"):
+                    event_id = int(line[3:].strip())
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+        except (OSError, ValueError, http.client.HTTPException):  # closed under us
+            pass
+        self.events.put(("closed", None, None))
+
+    def next_event(self, timeout: float = 5, kind: str | None = None):
+        """The next event (of that kind, skipping others) within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {kind or 'event'} within {timeout} s")
+            item = self.events.get(timeout=left)
+            if kind is None or item[0] in (kind, "closed"):
+                return item
+
+    def close(self) -> None:
+        """Hang up at once (a blocked read would otherwise wait for the next heartbeat)."""
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._connection.close()

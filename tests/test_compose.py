@@ -32,8 +32,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 VENV_BIN = Path(sys.executable).parent
 
-REQUIRED_SERVICES = {"postgres", "redis", "web", "worker", "beat"}
-APP_PROCESSES = {"web", "worker", "beat"}
+REQUIRED_SERVICES = {"postgres", "redis", "web", "stream", "worker", "beat"}
+APP_PROCESSES = {"web", "stream", "worker", "beat"}
 SECRETS = ("SECRET_KEY", "CALL_STATE_KEY")
 ENV_READERS = {"env_str", "env_bool", "env_int", "env_list", "_secret"}
 
@@ -250,8 +250,12 @@ def module_file(dotted: str) -> Path | None:
 
 
 def defines(path: Path, name: str) -> bool:
-    """Whether a module defines `name` at top level (an assignment, a function or a class)."""
+    """Whether a module defines `name` at top level (assigned, a function, a class, imported)."""
     for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and any(
+            (alias.asname or alias.name) == name for alias in node.names
+        ):
+            return True
         defined = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
         if isinstance(node, defined) and node.name == name:
             return True
@@ -294,6 +298,16 @@ def check_command(args: list[str]) -> None:
         celery_module = module_file(f"{name}.celery")
         assert celery_module and defines(celery_module, "app"), f"no Celery app in {name}.celery"
         assert {"worker", "beat", "inspect"} & set(args), f"unknown celery command {args}"
+    elif program == "uvicorn":
+        apps = [a for a in args[1:] if ":" in a and not a.startswith("-")]
+        assert apps, f"no ASGI application in {args}"
+        module, _, attribute = apps[0].partition(":")
+        path = module_file(module)
+        assert path, f"ASGI module {module} is not in the image"
+        assert defines(path, attribute), f"{path} has no {attribute}"
+        # More than one uvicorn worker drops TCP_NODELAY (uvicorn issue 3149).
+        assert option(args, "--workers") in (None, "1"), "the stream process runs one worker"
+        assert "--no-access-log" in args, "stream URLs carry a pass: no access log"
     elif program in ("python", "python3"):
         assert args[1] == "manage.py", f"unknown python command {args}"
         assert in_image("manage.py"), "manage.py is not in the image"
