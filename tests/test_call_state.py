@@ -345,3 +345,48 @@ def test_missing_forwarded_header_falls_back_to_peer(client, creds, domain, sett
     domain.allowed_addresses = "127.0.0.1"
     domain.save()
     assert client.get(URL, creds).status_code == 200
+
+
+@pytest.fixture
+def provider_key(domain):
+    from domains.credentials import issue_provider_key
+    from domains.models import ProviderKey
+
+    key = ProviderKey.objects.create(
+        domain=domain, label="Mobile Co", allowed_addresses="192.0.2.0/24"
+    )
+    key.secret = issue_provider_key(key)
+    return key
+
+
+def test_provider_key_works_for_every_extension_of_its_domain(client, extension, provider_key):
+    other = Extension.objects.create(domain=extension.domain, number="124")
+    for user in ("123", "124"):
+        params = {"domain": "abc.com", "user": user, "password": provider_key.secret, "number": "1"}
+        assert client.get(URL, params, REMOTE_ADDR="192.0.2.10").status_code == 200
+    assert active_call(other) is not None
+
+
+def test_provider_key_only_from_its_addresses(client, extension, provider_key):
+    params = {"domain": "abc.com", "user": "123", "password": provider_key.secret, "number": "1"}
+    assert client.get(URL, params, REMOTE_ADDR="198.51.100.1").status_code == 403
+
+
+def test_provider_key_not_valid_for_another_domain(client, provider_key, other_domain):
+    Extension.objects.create(domain=other_domain, number="123")
+    params = {"domain": other_domain.name, "user": "123", "password": provider_key.secret}
+    assert client.get(URL, params, REMOTE_ADDR="192.0.2.10").status_code == 403
+
+
+def test_disabled_provider_key_is_refused(client, extension, provider_key):
+    provider_key.enabled = False
+    provider_key.save()
+    params = {"domain": "abc.com", "user": "123", "password": provider_key.secret}
+    assert client.get(URL, params, REMOTE_ADDR="192.0.2.10").status_code == 403
+
+
+def test_domain_allowlist_applies_to_provider_keys_too(client, extension, provider_key, domain):
+    domain.allowed_addresses = "203.0.113.0/24"
+    domain.save()
+    params = {"domain": "abc.com", "user": "123", "password": provider_key.secret}
+    assert client.get(URL, params, REMOTE_ADDR="192.0.2.10").status_code == 403
