@@ -86,6 +86,15 @@ class TenantScopedAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.may_manage(request, obj)
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        """Preselect the domain of an administrator who has only one."""
+        initial = super().get_changeform_initial_data(request)
+        if self.domain_lookup == "domain" and not request.user.is_superuser:
+            ids = administered_ids(request)
+            if len(ids) == 1:
+                initial.setdefault("domain", next(iter(ids)))
+        return initial
+
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         """Offer only the administered domains and their extensions."""
         if not request.user.is_superuser:

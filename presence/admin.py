@@ -7,20 +7,26 @@ from django.http import HttpRequest
 
 from domains.admin_scoping import DomainFilter, ReadOnlyScopedAdmin
 from domains.models import Extension
+from domains.tenancy import administered_domains
 from presence.models import Call, PresenceEvent
 
 
 class ExtensionFilter(admin.SimpleListFilter):
-    """Extensions that have calls, each with its domain in one query (Django's related
-    filter would query each extension's domain for its label)."""
+    """The extensions of one domain: the one chosen in the domain filter, or the only one
+    administered. Every extension of every domain would not fit a sidebar."""
 
     title = "extension"
     parameter_name = "extension"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
-        with_calls = model_admin.get_queryset(request).values("extension")
-        extensions = Extension.objects.filter(pk__in=with_calls).select_related("domain")
-        return [(ext.pk, str(ext)) for ext in extensions]
+        domains = administered_domains(request.user)
+        chosen = request.GET.get(DomainFilter.parameter_name, "")
+        if chosen.isdigit():
+            domains = domains.filter(pk=chosen)
+        elif domains.count() != 1:
+            return []
+        extensions = Extension.objects.filter(domain__in=domains).order_by("number")
+        return [(ext.pk, f"{ext.number} {ext.name}".strip()) for ext in extensions]
 
     def queryset(self, request: HttpRequest, queryset):
         return queryset.filter(extension=self.value()) if self.value() else queryset
@@ -37,7 +43,7 @@ class CallAdmin(ReadOnlyScopedAdmin):
     domain_lookup = "extension__domain"
     list_display = (
         "extension",
-        "display_number",
+        "remote_number",
         "started_at",
         "ended_at",
         "call_duration",
@@ -48,6 +54,10 @@ class CallAdmin(ReadOnlyScopedAdmin):
     search_fields = ("number", "call_id", "extension__number", "extension__name")
     list_select_related = ("extension__domain",)
     date_hierarchy = "started_at"
+
+    @admin.display(description="Remote number")
+    def remote_number(self, call: Call) -> str:
+        return call.display_number
 
     @admin.display(description="Duration")
     def call_duration(self, call: Call) -> str:
