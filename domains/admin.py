@@ -215,7 +215,7 @@ class ExtensionAdmin(ExtensionCsvMixin, TenantScopedAdmin):
     def save_model(self, request: HttpRequest, obj, form, change) -> None:
         """Presence facts change only through the presence service, which records events."""
         if not change:
-            super().save_model(request, obj, form, change)
+            service.add_extension(obj, source=SOURCE_ADMIN)
             return
         other_fields = [f for f in form.changed_data if f not in PRESENCE_FIELDS]
         if other_fields:

@@ -190,7 +190,7 @@ def apply_import(plan: ImportPlan, source: str) -> list[tuple[Extension, str]]:
         raise ValueError("an import plan with errors cannot be applied")
     issued = []
     for extension in plan.new:
-        extension.save()
+        service.add_extension(extension, source=source)
         issued.append((extension, issue_password(extension)))
     for extension, changed in plan.changes:
         _update(extension, changed, source)

@@ -32,6 +32,7 @@ CALL_CLEARED = "call_cleared"
 CALL_EXPIRED = "call_expired"
 AVAILABILITY_CHANGED = "availability_changed"
 NOTE_CHANGED = "note_changed"
+EXTENSION_ADDED = "extension_added"
 EXTENSION_ENABLED = "extension_enabled"
 EXTENSION_DISABLED = "extension_disabled"
 EVENT_REASONS = [
@@ -42,6 +43,7 @@ EVENT_REASONS = [
     (CALL_EXPIRED, "Call expired"),
     (AVAILABILITY_CHANGED, "Availability changed"),
     (NOTE_CHANGED, "Note changed"),
+    (EXTENSION_ADDED, "Extension added"),
     (EXTENSION_ENABLED, "Extension enabled"),
     (EXTENSION_DISABLED, "Extension disabled"),
 ]

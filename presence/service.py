@@ -35,6 +35,7 @@ from presence.models import (
     CALL_STARTED,
     CLEARED,
     EXPIRED,
+    EXTENSION_ADDED,
     EXTENSION_DISABLED,
     EXTENSION_ENABLED,
     NOTE_CHANGED,
@@ -43,7 +44,7 @@ from presence.models import (
     Call,
     PresenceEvent,
 )
-from presence.state import presence_state
+from presence.state import OFFLINE, presence_state
 
 _INSTANT = timedelta(microseconds=1)
 _EXT = Extension._meta.db_table
@@ -387,6 +388,14 @@ def set_enabled(
     _copy_facts(locked, extension)
     reason = EXTENSION_ENABLED if enabled else EXTENSION_DISABLED
     return _record(locked, call, old_state, reason, source, now)
+
+
+@transaction.atomic
+def add_extension(extension: Extension, *, source: str, now: datetime | None = None):
+    """Save a new extension and announce it, so open boards and relays learn of it."""
+    now = now or timezone.now()
+    extension.save()
+    return _record(extension, None, OFFLINE, EXTENSION_ADDED, source, now)
 
 
 def _copy_facts(source: Extension, target: Extension) -> None:

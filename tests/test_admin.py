@@ -400,3 +400,16 @@ def test_history_is_read_only(owner_client, own, model_name):
     assert owner_client.post(admin_url(obj), {}).status_code == 403
     assert owner_client.post(admin_url(obj, "delete"), {"post": "yes"}).status_code == 403
     assert type(obj).objects.filter(pk=obj.pk).exists()
+
+
+def test_adding_an_extension_announces_it(db, domain):
+    from presence.models import PresenceEvent
+    from presence.service import add_extension
+
+    extension = add_extension(Extension(domain=domain, number="300"), source="admin").extension
+    event = PresenceEvent.objects.get(extension=extension)
+    assert (event.reason, event.old_state, event.new_state) == (
+        "extension_added",
+        "offline",
+        "available",
+    )
