@@ -46,6 +46,9 @@ def server_env(**overrides: str) -> dict[str, str]:
         "DEBUG": "false",
         "DATA_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / f"pbx-test-{os.getpid()}"),
     }
+    # The browser tests allow synchronous ORM calls beside Playwright's event loop in the
+    # test process only; servers keep Django's check against blocking calls in async code.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(overrides)
     return env
 
