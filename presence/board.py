@@ -35,6 +35,7 @@ def tile(extension: Extension, call: Call | None, now: datetime, show_number: bo
         shown_call = {
             "started_at": call.started_at.isoformat(),
             "expires_at": call.expires_at.isoformat(),
+            "elapsed": int((now - call.started_at).total_seconds()),  # for the first paint
             "remote": remote,
         }
     return {

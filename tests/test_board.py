@@ -156,3 +156,14 @@ def test_board_list_goes_straight_to_the_only_board(client, people):
     response = client.get("/board/")
     assert response.status_code == 302
     assert response["Location"] == BOARD
+
+
+def test_call_timer_is_rendered_by_the_server(client, people, extension):
+    import time_machine
+
+    with time_machine.travel("2026-03-01 10:00:00Z", tick=False) as traveller:
+        report_call(extension, CallReport(busy=True, number="1"), "api")
+        traveller.shift(3725)
+        login(client, "member")
+        page = client.get(BOARD).content.decode()
+    assert ">1:02:05</time>" in page
