@@ -25,6 +25,8 @@ COPY manage.py ./
 COPY pbx/ pbx/
 COPY domains/ domains/
 COPY presence/ presence/
+COPY relays/ relays/
+COPY api/ api/
 COPY templates/ templates/
 COPY static/ static/
 

@@ -27,6 +27,8 @@ def administered_domains(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Dom
 
 def domain_for(user, name: str) -> Domain:
     """The named domain if the user may see it; 404 otherwise, so outsiders learn nothing."""
+    if "\x00" in name:  # PostgreSQL cannot compare text with NUL in it
+        raise Http404("No such domain")
     try:
         return visible_domains(user).get(name=normalize_domain_name(name), enabled=True)
     except Domain.DoesNotExist:

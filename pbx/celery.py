@@ -21,3 +21,25 @@ def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
         name="expire stale calls",
         expires=max(interval * 5, 5),
     )
+    relay_interval = settings.RELAYS_DISPATCH_INTERVAL
+    sender.add_periodic_task(
+        relay_interval,
+        sender.signature("relays.tasks.dispatch"),
+        name="dispatch relay deliveries",
+        expires=max(relay_interval * 5, 5),
+    )
+    from relays.platforms.sip import REFRESH_INTERVAL, RENEW_INTERVAL
+
+    # SIP lamps: renew long calls' publications; re-publish all (a Kamailio restart).
+    sender.add_periodic_task(
+        RENEW_INTERVAL,
+        sender.signature("relays.tasks.sip_renew"),
+        name="renew SIP lamps",
+        expires=RENEW_INTERVAL,
+    )
+    sender.add_periodic_task(
+        REFRESH_INTERVAL,
+        sender.signature("relays.tasks.sip_refresh"),
+        name="refresh SIP lamps",
+        expires=REFRESH_INTERVAL,
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from pbx.env import env_bool, env_int, env_list, env_str
 
@@ -48,6 +49,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "domains",
     "presence",
+    "relays",
+    "api",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us: the docs page needs no CDN
 ]
 
 MIDDLEWARE = [
@@ -115,6 +120,43 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The REST API (api/, docs/api.md): JSON in and out, our hashed API tokens, or a session for
+# the interactive docs page.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.ApiCaller"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Presence server API",
+    "DESCRIPTION": "Domains, extensions, presence, call history and the event feed. "
+    "Guide with examples: docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "TAGS": [
+        {"name": "domains", "description": "The domains (tenants) you may see."},
+        {"name": "extensions", "description": "Extensions and their call-state passwords."},
+        {"name": "presence", "description": "Calls, availability, the snapshot, the feed."},
+        {"name": "history", "description": "Calls as they happened."},
+        {"name": "api keys", "description": "Credentials of a domain's integrations."},
+    ],
+    # One name for the presence states wherever they appear (events, snapshot, call answers).
+    "ENUM_NAME_OVERRIDES": {"PresenceStateEnum": "presence.models.STATE_CHOICES"},
+}
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -149,6 +191,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 EXPIRY_SWEEP_INTERVAL = env_int("EXPIRY_SWEEP_INTERVAL", 1, minimum=1)
+# Relay deliveries have a queue of their own, so a backlog of them never holds up the expiry
+# sweep; a worker started without -Q takes both, a busy site runs one with `-Q relays` too.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("relays"))
+CELERY_TASK_ROUTES = {"relays.tasks.deliver": {"queue": "relays"}}
 
 # The board stream process (presence/stream.py) follows the event table this often (seconds).
 STREAM_POLL_INTERVAL = env_int("STREAM_POLL_INTERVAL_MS", 200, minimum=10) / 1000
@@ -157,6 +203,26 @@ STREAM_POLL_INTERVAL = env_int("STREAM_POLL_INTERVAL_MS", 200, minimum=10) / 100
 # stream process, set it to the site's address (https://pbx.example.com).
 BOARD_STREAM_URL = env_str("BOARD_STREAM_URL")
 STREAM_PORT = env_int("STREAM_PORT", 8001, minimum=1)
+
+# Relays (presence out, docs/relays.md).
+RELAYS_DISPATCH_INTERVAL = env_int("RELAYS_DISPATCH_INTERVAL", 1, minimum=1)
+# Webhooks may reach loopback, private and link-local addresses only when this is true.
+RELAYS_ALLOW_PRIVATE_TARGETS = env_bool("RELAYS_ALLOW_PRIVATE_TARGETS", False)
+RELAYS_HTTP_TIMEOUT = env_int("RELAYS_HTTP_TIMEOUT", 10, minimum=1)
+RELAYS_MAX_ATTEMPTS = env_int("RELAYS_MAX_ATTEMPTS", 12, minimum=1)
+RELAYS_DELIVERY_RETENTION_DAYS = env_int("RELAYS_DELIVERY_RETENTION_DAYS", 30, minimum=1)
+
+
+def _base_url(name: str, default: str) -> str:
+    value = env_str(name, default).rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(f"{name}={value!r} is not an http(s):// URL")
+    return value
+
+
+RELAYS_TEAMS_LOGIN_URL = _base_url("RELAYS_TEAMS_LOGIN_URL", "https://login.microsoftonline.com")
+RELAYS_TEAMS_GRAPH_URL = _base_url("RELAYS_TEAMS_GRAPH_URL", "https://graph.microsoft.com")
+RELAYS_SLACK_API_URL = _base_url("RELAYS_SLACK_API_URL", "https://slack.com/api")
 
 # call_state.htm: failed attempts allowed per window before 429, per client address and per
 # extension. An address serving many extensions (a provider) gets the larger budget.

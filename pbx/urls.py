@@ -12,5 +12,6 @@ urlpatterns = [
     path("board/<str:name>/me", set_my_availability, name="board_me"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),  # also the schema (schema/) and its docs (docs/)
     path("", RedirectView.as_view(pattern_name="board_list", permanent=False)),
 ]

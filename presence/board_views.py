@@ -22,6 +22,8 @@ MAX_NOTE = 200
 
 
 def _kiosk_domain(name: str, token: str) -> Domain:
+    if "\x00" in name:
+        raise Http404("No such domain")
     domain = Domain.objects.filter(name=normalize_domain_name(name), enabled=True).first()
     if domain is None or not domain.kiosk_token_hash:
         raise PermissionDenied("This wall-screen link is not valid (any more).")

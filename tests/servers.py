@@ -111,7 +111,8 @@ class WebServer(ServerProcess):
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited:\n{self.output()}")
             try:
-                requests.get(f"{self.url}/call_state.htm", timeout=1)
+                # The first answer loads the URLconf (DRF, the schema): allow it time.
+                requests.get(f"{self.url}/call_state.htm", timeout=(1, 10))
                 return
             # A busy machine can take over a second to get the first worker ready.
             except (requests.ConnectionError, requests.Timeout):
@@ -211,7 +212,7 @@ class EventStream:
                     event_id = int(line[3:].strip())
                 elif line.startswith("data:"):
                     data.append(line[5:].strip())
-        except (OSError, ValueError, http.client.HTTPException):  # closed under us
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):  # closed
             pass
         self.events.put(("closed", None, None))
 

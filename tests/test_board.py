@@ -167,3 +167,10 @@ def test_call_timer_is_rendered_by_the_server(client, people, extension):
         login(client, "member")
         page = client.get(BOARD).content.decode()
     assert ">1:02:05</time>" in page
+
+
+def test_nul_in_domain_name_is_404_not_500(client, people, domain):
+    login(client, "member")
+    assert client.get("/board/abc%00.com/").status_code == 404
+    token = issue_kiosk_token(domain)
+    assert client.get("/board/abc%00.com/", {"kiosk": token}).status_code == 404
