@@ -79,10 +79,23 @@ class ServerProcess:
         self._log.close()
 
 
+_collected: set[str] = set()
+
+
+def collect_static(env: dict[str, str]) -> None:
+    """Production settings serve static files from a manifest: collect them once per DATA_DIR."""
+    if env["DATA_DIR"] in _collected:
+        return
+    command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    _collected.add(env["DATA_DIR"])
+
+
 class WebServer(ServerProcess):
     """gunicorn with pbx/gunicorn.conf.py, as in production."""
 
     def __init__(self, log_path: Path, env: dict[str, str], workers: int = 2):
+        collect_static(env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(

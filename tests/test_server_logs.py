@@ -153,3 +153,25 @@ def test_password_not_logged_for_requests_rejected_before_the_view(
 
     output = wait_for_access_lines(server, 1, method="POST")
     assert_not_logged(output, [extension.password])
+
+
+def test_kiosk_token_never_logged(web_server, domain, extension):
+    from domains.credentials import issue_kiosk_token, revoke_kiosk_token
+
+    token = issue_kiosk_token(domain)
+    page = requests.get(f"{web_server.url}/board/abc.com/", params={"kiosk": token}, timeout=10)
+    assert page.status_code == 200
+    assert "data-stream-pass" in page.text
+    revoke_kiosk_token(domain)
+    refused = requests.get(f"{web_server.url}/board/abc.com/", params={"kiosk": token}, timeout=10)
+    assert refused.status_code == 403
+    deadline = time.monotonic() + 5
+    while server_lines(web_server) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    output = web_server.output()
+    assert server_lines(web_server) >= 2, output
+    assert_not_logged(output, [token])
+
+
+def server_lines(server: WebServer) -> int:
+    return len(re.findall(r'"GET /board/abc\.com/ HTTP/1\.1" (?:200|403) ', server.output()))
