@@ -8,7 +8,7 @@ PYTHON ?= $(shell scripts/find-python)
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/presence)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/1)
 
-.PHONY: run test lint bench install
+.PHONY: run test lint bench bench-board install
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.12 found (see above)"; exit 1; }
@@ -33,3 +33,6 @@ lint: install
 
 bench: install
 	bench/call_state
+
+bench-board: install
+	bench/board
