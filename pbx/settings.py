@@ -205,7 +205,8 @@ BOARD_STREAM_URL = env_str("BOARD_STREAM_URL")
 STREAM_PORT = env_int("STREAM_PORT", 8001, minimum=1)
 
 # Relays (presence out, docs/relays.md).
-RELAYS_DISPATCH_INTERVAL = env_int("RELAYS_DISPATCH_INTERVAL", 1, minimum=1)
+# Sub-second, so a desk-phone lamp follows a call within a second (docs/sip.md).
+RELAYS_DISPATCH_INTERVAL = env_int("RELAYS_DISPATCH_INTERVAL_MS", 250, minimum=50) / 1000
 # Webhooks may reach loopback, private and link-local addresses only when this is true.
 RELAYS_ALLOW_PRIVATE_TARGETS = env_bool("RELAYS_ALLOW_PRIVATE_TARGETS", False)
 RELAYS_HTTP_TIMEOUT = env_int("RELAYS_HTTP_TIMEOUT", 10, minimum=1)

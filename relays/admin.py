@@ -28,7 +28,10 @@ _SECTIONS = {
     "webhook": ("Webhook", ("url", "signing_secret")),
     "teams": ("Microsoft Teams", ("tenant_id", "client_id", "new_secret")),
     "slack": ("Slack", ("status_text", "status_emoji", "new_secret")),
-    "sip": ("SIP desk-phone lamps", ("rpc_url", "sip_domain", "dnd_lights_lamp", "publish_presence")),
+    "sip": (
+        "SIP desk-phone lamps",
+        ("rpc_url", "sip_domain", "dnd_lights_lamp", "publish_presence"),
+    ),
 }
 
 

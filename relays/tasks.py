@@ -9,7 +9,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="relays.tasks.dispatch", ignore_result=True)
 def dispatch() -> int:
-    """Beat runs this every RELAYS_DISPATCH_INTERVAL seconds (relays/outbox.py)."""
+    """Beat runs this every RELAYS_DISPATCH_INTERVAL_MS milliseconds (relays/outbox.py)."""
     result = outbox.dispatch(enqueue=_enqueue)
     if result.queued:
         logger.info("queued %d relay deliveries", result.queued)

@@ -51,7 +51,7 @@ def services() -> dict[str, dict]:
 
 def app_services() -> dict[str, dict]:
     """The services that run the server's own image (built from the Dockerfile)."""
-    return {name: svc for name, svc in services().items() if "build" in svc}
+    return {name: svc for name, svc in services().items() if svc.get("build") == "."}
 
 
 def argv(value) -> list[str]:
@@ -632,3 +632,21 @@ def test_worker_and_beat_health_checks_pass_on_a_running_worker(celery_worker, t
     for file in tmp_path.glob("worker.beat*"):
         os.utime(file, (stale, stale))
     assert run_python_check(code) != 0
+
+
+def test_the_kamailio_service_runs_the_repos_presence_config():
+    """docs/sip.md: optional (profile sip), built from deploy/kamailio with our template."""
+    kamailio = services()["kamailio"]
+    context = ROOT / kamailio["build"]
+    assert context == ROOT / "deploy" / "kamailio"
+    assert (context / "kamailio.cfg.in").is_file() and (context / "Dockerfile").is_file()
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "COPY kamailio.cfg.in /etc/kamailio/" in dockerfile
+    assert "COPY render-config /usr/local/bin/kamailio-presence" in dockerfile
+    assert argv(kamailio["command"]) == ["kamailio-presence"]
+    script = (context / "render-config").read_text()
+    assert "exec kamailio -DD -E -f" in script, "Kamailio runs in the foreground"
+    for name in re.findall(r"@([A-Z_]+)@", (context / "kamailio.cfg.in").read_text()):
+        assert f"s#@{name}@#" in script, f"render-config does not fill in @{name}@"
+    assert kamailio["profiles"] == ["sip"]
+    assert healthcheck_command(kamailio)[1:3] == ["kamcmd", "-s"]

@@ -65,7 +65,13 @@ def messages_of(response) -> list[str]:
 def test_owner_adds_a_webhook_relay_and_finds_its_signing_secret(owner_client, domain, receiver):
     form = page(owner_client.get(ADD_URL))
     sections = re.findall(r'class="fieldset-heading">([^<]+)</h2>', form)
-    assert sections == ["Webhook", "Microsoft Teams", "Slack", "Teams and Slack"]
+    assert sections == [
+        "Webhook",
+        "Microsoft Teams",
+        "Slack",
+        "SIP desk-phone lamps",
+        "Teams and Slack",
+    ]
     response = owner_client.post(
         ADD_URL,
         {

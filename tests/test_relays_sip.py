@@ -2,11 +2,10 @@
 subscribers (SIPp): call_state.htm → relay → pua.publish → NOTIFY to the watching phone.
 
 Needs the Debian packages kamailio, kamailio-presence-modules, kamailio-xml-modules and
-sip-tester (.ci/run installs them); skipped without them.
+sip-tester (.ci/run installs them; see the README).
 """
 
 import os
-import shutil
 import statistics
 import time
 from datetime import timedelta
@@ -17,8 +16,17 @@ from django.utils import timezone
 from domains.models import AVAILABLE, DND
 from presence.models import SOURCE_API
 from presence.service import expire_due_calls, set_availability
-from relays.models import FAILED, PENDING, SENT, SIP, Delivery, DeliveryAttempt, Relay
-from relays.models import RelayMapping, SipLamp
+from relays.models import (
+    FAILED,
+    PENDING,
+    SENT,
+    SIP,
+    Delivery,
+    DeliveryAttempt,
+    Relay,
+    RelayMapping,
+    SipLamp,
+)
 from relays.platforms.sip import Sip, dialog_info, renew_lamps
 from relays.sending import send_test
 from tests.relays_support import RelayWorker, run_relays
@@ -26,11 +34,6 @@ from tests.servers import server_env
 from tests.sip_support import SIP_DOMAIN, Kamailio, Watcher, lit
 
 pytestmark = [
-    pytest.mark.skipif(
-        not (shutil.which("kamailio") and shutil.which("sipp")),
-        reason="needs kamailio and sipp (apt-get install kamailio kamailio-presence-modules "
-        "kamailio-xml-modules sip-tester; .ci/run does)",
-    ),
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -159,9 +162,7 @@ def test_presence_key_sees_on_the_phone(relay, watch, call_state):
     seen = len(phone.notifies())
     call_state()
     run_relays()
-    phone.wait_for(
-        lambda n: "on-the-phone" not in n.body and "Available" in n.body, after=seen
-    )
+    phone.wait_for(lambda n: "on-the-phone" not in n.body and "Available" in n.body, after=seen)
 
 
 def test_dnd_lights_the_lamp_only_when_the_relay_says_so(relay, watch, extension):
@@ -184,7 +185,9 @@ def test_dnd_lights_the_lamp_only_when_the_relay_says_so(relay, watch, extension
 
 
 def test_mapping_overrides_the_presentity(relay, watch, call_state, extension):
-    RelayMapping.objects.create(relay=relay, extension=extension, remote_user="sip:ann@example.test")
+    RelayMapping.objects.create(
+        relay=relay, extension=extension, remote_user="sip:ann@example.test"
+    )
     phone = watch("ann")
     seen = len(phone.notifies())
     call_state(number="4711111111", expires="300")

@@ -268,7 +268,7 @@ def renew_lamps(now: datetime | None = None) -> int:
         published_until__isnull=False,
         published_until__lte=now + RENEW_BEFORE,
     ).exclude(dialog_id="")
-    return _queue(due.values_list("relay_id", "extension_id")[:1000], now)
+    return _queue(due.values_list("relay_id", "extension_id")[:1000])
 
 
 def refresh_lamps(relays=None, now: datetime | None = None) -> int:
@@ -287,13 +287,14 @@ def refresh_lamps(relays=None, now: datetime | None = None) -> int:
             pairs += [(relay.pk, extension_id) for extension_id in dnd.values_list("pk", flat=True)]
         lit = relay.lamps.exclude(dialog_id="").values_list("extension_id", flat=True)
         pairs += [(relay.pk, extension_id) for extension_id in lit]
-    return _queue(sorted(set(pairs)), now)
+    return _queue(sorted(set(pairs)))
 
 
-def _queue(pairs, now: datetime) -> int:
+def _queue(pairs) -> int:
     """One renewal delivery per (relay, extension) with the extension's latest event, unless
     a delivery is waiting anyway (it publishes the latest state too)."""
     queued = 0
+    now = timezone.now()
     for relay_id, extension_id in pairs:
         with transaction.atomic():
             relay = Relay.objects.select_for_update().select_related("domain").get(pk=relay_id)
