@@ -16,7 +16,6 @@ from presence.models import END_REASONS, Call, PresenceEvent
 from presence.service import CallReport
 from presence.state import STATES, call_is_live
 
-PRESENCE_FIELDS = ("availability", "note", "enabled")
 NUMBER_TAKEN = "This domain already has an extension with this number."
 
 
@@ -52,23 +51,8 @@ class ExtensionSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["number", "has_password", "created_at"]
 
-    @transaction.atomic
     def update(self, instance: Extension, validated_data: dict) -> Extension:
-        plain = [name for name in validated_data if name not in PRESENCE_FIELDS]
-        for name in plain:
-            setattr(instance, name, validated_data[name])
-        if plain:
-            # Only these columns: presence facts are the service's to write.
-            instance.save(update_fields=plain)
-        if "availability" in validated_data or "note" in validated_data:
-            service.set_availability(
-                instance,
-                availability=validated_data.get("availability"),
-                note=validated_data.get("note"),
-                source=self.context["source"],
-            )
-        if "enabled" in validated_data:
-            service.set_enabled(instance, validated_data["enabled"], source=self.context["source"])
+        service.update_extension(instance, validated_data, source=self.context["source"])
         return instance
 
 

@@ -29,8 +29,6 @@ from presence.models import SOURCE_ADMIN, Call
 from presence.service import CallReport, ExtensionUnavailable
 from presence.state import STATE_LABELS, presence_state
 
-PRESENCE_FIELDS = ("availability", "note", "enabled")
-
 
 @admin.register(Domain)
 class DomainAdmin(TenantScopedAdmin):
@@ -217,14 +215,8 @@ class ExtensionAdmin(ExtensionCsvMixin, TenantScopedAdmin):
         if not change:
             service.add_extension(obj, source=SOURCE_ADMIN)
             return
-        other_fields = [f for f in form.changed_data if f not in PRESENCE_FIELDS]
-        if other_fields:
-            obj.save(update_fields=other_fields)
-        wanted = {field: getattr(obj, field) for field in PRESENCE_FIELDS}
-        service.set_availability(
-            obj, availability=wanted["availability"], note=wanted["note"], source=SOURCE_ADMIN
-        )
-        service.set_enabled(obj, wanted["enabled"], source=SOURCE_ADMIN)
+        changes = {name: getattr(obj, name) for name in form.changed_data}
+        service.update_extension(obj, changes, source=SOURCE_ADMIN)
 
     def response_add(self, request: HttpRequest, obj, post_url_continue=None):
         # A new extension gets its password right away, shown on the next page only.

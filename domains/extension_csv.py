@@ -20,7 +20,6 @@ from domains.models import Domain, Extension
 from presence import service
 
 COLUMNS = ("number", "name", "department", "enabled", "availability", "note")
-PRESENCE_COLUMNS = ("availability", "note", "enabled")
 MAX_ROWS = 10_000
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
@@ -198,17 +197,4 @@ def apply_import(plan: ImportPlan, source: str) -> list[tuple[Extension, str]]:
 
 
 def _update(extension: Extension, changed: dict, source: str) -> None:
-    plain = [name for name in changed if name not in PRESENCE_COLUMNS]
-    for name in plain:
-        setattr(extension, name, changed[name])
-    if plain:
-        extension.save(update_fields=plain)
-    if "availability" in changed or "note" in changed:
-        service.set_availability(
-            extension,
-            availability=changed.get("availability"),
-            note=changed.get("note"),
-            source=source,
-        )
-    if "enabled" in changed:
-        service.set_enabled(extension, changed["enabled"], source=source)
+    service.update_extension(extension, changed, source=source)

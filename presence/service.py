@@ -390,6 +390,32 @@ def set_enabled(
     return _record(locked, call, old_state, reason, source, now)
 
 
+PRESENCE_FIELDS = ("availability", "note", "enabled")
+
+
+@transaction.atomic
+def update_extension(extension: Extension, changes: dict, *, source: str) -> None:
+    """Change an extension's fields (admin form, CSV import, REST API).
+
+    Other fields are saved as they are; presence facts (availability, note, enabled) go
+    through this module, so each change records its event.
+    """
+    plain = [name for name in changes if name not in PRESENCE_FIELDS]
+    for name in plain:
+        setattr(extension, name, changes[name])
+    if plain:
+        extension.save(update_fields=plain)
+    if "availability" in changes or "note" in changes:
+        set_availability(
+            extension,
+            availability=changes.get("availability"),
+            note=changes.get("note"),
+            source=source,
+        )
+    if "enabled" in changes:
+        set_enabled(extension, changes["enabled"], source=source)
+
+
 @transaction.atomic
 def add_extension(extension: Extension, *, source: str, now: datetime | None = None):
     """Save a new extension and announce it, so open boards and relays learn of it."""
