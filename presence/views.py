@@ -40,10 +40,17 @@ def _parameters(request: HttpRequest):
     return params
 
 
-def _answer(request: HttpRequest, result: CallState) -> HttpResponse:
-    wants_json = (
+def _wants_json(request: HttpRequest) -> bool:
+    # Negotiating costs more than the rest of the answer; most providers send no Accept or
+    # */*, so it only runs when the header could choose JSON (application/json or /*).
+    accept = request.headers.get("Accept", "")
+    return "application/" in accept.lower() and (
         request.get_preferred_type(["text/plain", "application/json"]) == "application/json"
     )
+
+
+def _answer(request: HttpRequest, result: CallState) -> HttpResponse:
+    wants_json = _wants_json(request)
     if not wants_json:
         return _plain("OK", 200)
     call = result.call

@@ -1,6 +1,7 @@
 """call_state.htm, row by row of DESIGN §2, through Django's test client."""
 
 import pytest
+import redis
 import time_machine
 from django.utils import timezone
 
@@ -186,9 +187,25 @@ def test_json_answer_after_clear(client, creds, extension):
     }
 
 
-def test_wildcard_accept_gets_plain_text(client, creds):
-    response = client.get(URL, creds, HTTP_ACCEPT="*/*")
-    assert response.content == b"OK"
+@pytest.mark.parametrize(
+    "accept, json_expected",
+    [
+        ("*/*", False),
+        ("", False),
+        ("text/html", False),
+        ("text/plain, application/json;q=0.5", False),
+        ("application/*", True),
+        ("Application/JSON", True),
+        ("text/plain;q=0.1, application/json", True),
+    ],
+)
+def test_accept_header_chooses_plain_text_or_json(client, creds, accept, json_expected):
+    response = client.get(URL, creds, HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    if json_expected:
+        assert response.json()["state"] == "available"
+    else:
+        assert response.content == b"OK"
 
 
 @pytest.mark.parametrize(
@@ -307,6 +324,27 @@ def test_failures_per_extension_give_429_with_retry_after(client, creds, setting
     assert 1 <= int(response["Retry-After"]) <= settings.CALL_STATE_FAILURE_WINDOW
     # Another extension from the same address is not affected.
     assert client.get(URL, {**creds, "user": "777", "password": "x"}).status_code == 403
+
+
+def test_counters_stay_shared_when_redis_drops_the_held_connection(client, creds, settings):
+    """The limiter keeps its Redis connection between requests. When Redis closes it (its
+    idle timeout, a restart), the next request reconnects: it neither fails nor falls back to
+    counting in this process only."""
+    shared = redis.Redis.from_url(settings.REDIS_URL)
+    assert client.get(URL, {**creds, "password": "bad"}).status_code == 403
+    db = shared.connection_pool.connection_kwargs.get("db", 0)
+    held = [
+        c["addr"]
+        for c in shared.client_list()
+        if int(c["db"]) == db and c["cmd"] in ("mget", "expire", "incr")
+    ]
+    assert held, shared.client_list()
+    for address in held:
+        shared.client_kill(address)
+
+    assert client.get(URL, {**creds, "password": "bad"}).status_code == 403
+    counts = sorted(int(shared.get(key)) for key in shared.scan_iter("call_state:fail:*"))
+    assert counts == [2, 2]
 
 
 def test_failures_per_address_give_429(client, creds, settings):
