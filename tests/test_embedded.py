@@ -5,17 +5,21 @@ the rest of the suite covers both. Here the demo domain is loaded by its managem
 as `make run` does, and the printed curl lines are what a new user pastes.
 """
 
+import contextlib
+import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.servers import ROOT, WebServer, server_env
+from tests.servers import ROOT, WebServer, free_port, server_env
 
 pytestmark = pytest.mark.server
 
@@ -78,3 +82,69 @@ def test_concurrent_requests_on_sqlite_leave_one_consistent_state(embedded):
             "WHERE reason LIKE 'call_%' ORDER BY id"
         ).fetchall()
     assert all(before[1] == after[0] for before, after in zip(chain, chain[1:], strict=False))
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of the process group is still running (zombies do not count)."""
+    states = subprocess.run(
+        ["ps", "-o", "stat=", "-g", str(group)], capture_output=True, text=True
+    ).stdout.split()
+    return any(not state.startswith("Z") for state in states)
+
+
+def last_call_end_reason(database) -> str:
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT end_reason FROM presence_call ORDER BY id DESC").fetchone()[0]
+
+
+def test_make_run_serves_the_demo_and_expires_calls_by_itself(tmp_path):
+    """`make run` after its install step: scripts/run-local as a new user starts it, with no
+    DATABASE_URL or REDIS_URL. The printed busy line marks the demo extension busy, the idle
+    line clears it, and a call sent with `expires` is ended by the worker's sweep."""
+    # A new user's shell: none of the suite's settings (database, Redis, keys, settings module).
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    port, stream_port = free_port(), free_port()
+    env.update(DATA_DIR=str(tmp_path), PORT=str(port), STREAM_PORT=str(stream_port))
+    output = tmp_path / "run-local.out"
+    with open(output, "wb") as sink:
+        process = subprocess.Popen(
+            ["scripts/run-local"],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while "Stop with Ctrl-C." not in output.read_text(errors="replace"):
+            assert process.poll() is None, output.read_text(errors="replace")
+            assert time.monotonic() < deadline, output.read_text(errors="replace")
+            time.sleep(0.2)
+        demo = output.read_text()
+        busy, idle = curl_line(demo, "on the phone"), curl_line(demo, "off the phone")
+        expiring = curl_line(demo, "ends by itself").replace("expires=10", "expires=2")
+        json = {"Accept": "application/json"}
+
+        assert requests.get(busy, headers=json, timeout=10).json()["state"] == "on_call"
+        assert requests.get(idle, headers=json, timeout=10).json()["state"] == "available"
+        answer = requests.get(expiring, headers=json, timeout=10).json()
+        sent = time.monotonic()
+        assert (answer["state"], answer["expires_in"]) == ("on_call", 2)
+
+        # The sweep (beat, every second) ends it: 2 s of lateness at most (DESIGN §4), and
+        # a little more here for polling a file the worker writes.
+        while (reason := last_call_end_reason(tmp_path / "pbx.sqlite3")) != "expired":
+            assert time.monotonic() - sent < 2 + 2 + 1, reason
+            time.sleep(0.1)
+
+        # Stopping it (SIGTERM, as a service manager or Ctrl-C does) stops all it started.
+        process.terminate()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while group_alive(process.pid):
+            assert time.monotonic() < deadline, "servers still running after stop"
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
