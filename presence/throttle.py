@@ -3,12 +3,19 @@
 The counters live in Redis so that every web process shares them. When Redis is unreachable
 the endpoint keeps answering: the counters fall back to this process's memory until Redis
 answers again (checked at most every few seconds, so a dead Redis costs no time per request).
+
+An extension's limit would let anybody who knows its number lock its provider out: a few
+wrong passwords every few minutes, from anywhere. So an address that sent the extension's
+right password lately, and no wrong one since, is *known* for that extension and not held up
+by the extension's limit (its own address limit still applies). Attempts from anywhere else
+are. Known addresses are kept in Redis only: without Redis every address is unknown.
 """
 
 import hashlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
 from django.conf import settings
@@ -16,6 +23,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_AFTER_ERROR = 5.0  # seconds without trying Redis after it failed
+KNOWN_ADDRESS_SECONDS = 7 * 24 * 3600  # how long a right password makes an address known
 
 
 class _LocalCounters:
@@ -88,6 +96,12 @@ class _RedisCommands:
             raise
 
 
+@dataclass(frozen=True)
+class Verdict:
+    retry_after: int  # seconds the caller must wait; 0: it may try
+    known_address: bool = False  # the address sent this extension's right password lately
+
+
 class FailureLimiter:
     def __init__(self, redis_url: str):
         self._redis = _RedisCommands(redis_url) if redis_url else None
@@ -95,13 +109,16 @@ class FailureLimiter:
         self._local = _LocalCounters()
 
     @staticmethod
-    def _keys(address: str, extension: str) -> tuple[str, str]:
+    def _keys(address: str, extension: str) -> tuple[str, str, str]:
+        """The failure counters of the address and of the extension, and the mark that the
+        address is known for the extension."""
         # Hashed, so keys stay short whatever a client sends.
         digest = hashlib.blake2b(extension.encode("utf-8", "replace"), digest_size=12).hexdigest()
-        return f"call_state:fail:addr:{address}", f"call_state:fail:ext:{digest}"
-
-    def _limits(self) -> tuple[int, int]:
-        return settings.CALL_STATE_FAILURES_PER_ADDRESS, settings.CALL_STATE_FAILURES_PER_EXTENSION
+        return (
+            f"call_state:fail:addr:{address}",
+            f"call_state:fail:ext:{digest}",
+            f"call_state:known:{digest}:{address}",
+        )
 
     def _shared(self) -> _RedisCommands | None:
         if self._redis is None or time.monotonic() < self._redis_down_until:
@@ -112,47 +129,62 @@ class FailureLimiter:
         logger.warning("Redis unreachable, counting failures per process: %s", error)
         self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER_ERROR
 
-    def retry_after(self, address: str, extension: str) -> int:
-        """Seconds the caller must wait, or 0 when it may try."""
-        keys = self._keys(address, extension)
+    def check(self, address: str, extension: str) -> Verdict:
+        """Whether the caller must wait, and whether its address is known for the extension."""
+        address_key, extension_key, known_key = self._keys(address, extension)
+        counters = (address_key, extension_key)
         command = self._shared()
         if command is not None:
             try:
-                counts = command("MGET", *keys)
-                over = [
-                    key
-                    for key, count, limit in zip(keys, counts, self._limits(), strict=True)
-                    if int(count or 0) >= limit
-                ]
-                return max((max(command("TTL", key), 1) for key in over), default=0)
+                *counts, known = command("MGET", *counters, known_key)
+                over = self._over(counts, known=bool(known))
+                limited = [key for key, is_over in zip(counters, over, strict=True) if is_over]
+                wait = max((max(command("TTL", key), 1) for key in limited), default=0)
+                return Verdict(wait, known_address=bool(known))
             except redis.RedisError as error:
                 self._redis_failed(error)
-        waits = [
-            left
-            for key, limit in zip(keys, self._limits(), strict=True)
-            for count, left in [self._local.get(key)]
-            if count >= limit
-        ]
-        return max(waits, default=0)
+        local = [self._local.get(key) for key in counters]
+        over = self._over([count for count, _ in local], known=False)
+        lefts = [left for (_, left), is_over in zip(local, over, strict=True) if is_over]
+        return Verdict(max(lefts, default=0))
+
+    @staticmethod
+    def _over(counts: list, known: bool) -> tuple[bool, bool]:
+        """Whether the address and the extension are over their limits."""
+        address_count, extension_count = (int(count or 0) for count in counts)
+        return (
+            address_count >= settings.CALL_STATE_FAILURES_PER_ADDRESS,
+            not known and extension_count >= settings.CALL_STATE_FAILURES_PER_EXTENSION,
+        )
 
     def record_failure(self, address: str, extension: str) -> None:
-        keys = self._keys(address, extension)
+        """Count a refused attempt; the address is no longer known for the extension."""
+        address_key, extension_key, known_key = self._keys(address, extension)
         window = settings.CALL_STATE_FAILURE_WINDOW
         command = self._shared()
         if command is not None:
             try:
                 command.pipeline(
                     [
-                        args
-                        for key in keys
-                        for args in (("INCR", key), ("EXPIRE", key, window, "NX"))
+                        *(("INCR", key) for key in (address_key, extension_key)),
+                        *(("EXPIRE", key, window, "NX") for key in (address_key, extension_key)),
+                        ("DEL", known_key),
                     ]
                 )
                 return
             except redis.RedisError as error:
                 self._redis_failed(error)
-        for key in keys:
+        for key in (address_key, extension_key):
             self._local.incr(key, window)
+
+    def record_success(self, address: str, extension: str) -> None:
+        """The right password came from this address: it becomes known for the extension."""
+        command = self._shared()
+        if command is not None:
+            try:
+                command("SET", self._keys(address, extension)[2], 1, "EX", KNOWN_ADDRESS_SECONDS)
+            except redis.RedisError as error:
+                self._redis_failed(error)
 
 
 _limiter: FailureLimiter | None = None

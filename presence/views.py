@@ -87,8 +87,9 @@ def call_state(request: HttpRequest) -> HttpResponse:
 
     address = client_address(request)
     extension_key = f"{domain}/{user}"
-    wait = limiter().retry_after(address, extension_key)
-    if wait:
+    verdict = limiter().check(address, extension_key)
+    if verdict.retry_after:
+        wait = verdict.retry_after
         return _plain(f"Too Many Requests: retry after {wait} seconds", 429, Retry_After=str(wait))
     result = apply_call_state(
         domain=domain,
@@ -101,4 +102,6 @@ def call_state(request: HttpRequest) -> HttpResponse:
     if result is None:
         limiter().record_failure(address, extension_key)
         return _plain("Forbidden", 403)
+    if not verdict.known_address:
+        limiter().record_success(address, extension_key)
     return _answer(request, result)

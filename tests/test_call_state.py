@@ -336,7 +336,7 @@ def test_counters_stay_shared_when_redis_drops_the_held_connection(client, creds
     held = [
         c["addr"]
         for c in shared.client_list()
-        if int(c["db"]) == db and c["cmd"] in ("mget", "expire", "incr")
+        if int(c["db"]) == db and c["cmd"] in ("mget", "expire", "incr", "del")
     ]
     assert held, shared.client_list()
     for address in held:
@@ -345,6 +345,42 @@ def test_counters_stay_shared_when_redis_drops_the_held_connection(client, creds
     assert client.get(URL, {**creds, "password": "bad"}).status_code == 403
     counts = sorted(int(shared.get(key)) for key in shared.scan_iter("call_state:fail:*"))
     assert counts == [2, 2]
+
+
+def test_others_failures_do_not_lock_out_an_address_known_for_the_extension(
+    client, creds, settings
+):
+    """Anybody who knows an extension's number could otherwise keep its provider out with
+    a few wrong passwords every few minutes."""
+    settings.CALL_STATE_FAILURES_PER_EXTENSION = 3
+    provider, attacker, newcomer = "192.0.2.10", "198.51.100.66", "203.0.113.7"
+    assert client.get(URL, {**creds, "number": "1"}, REMOTE_ADDR=provider).status_code == 200
+    for _ in range(3):
+        bad = client.get(URL, {**creds, "password": "guess"}, REMOTE_ADDR=attacker)
+        assert bad.status_code == 403
+    assert client.get(URL, creds, REMOTE_ADDR=attacker).status_code == 429
+
+    assert client.get(URL, {**creds, "number": "2"}, REMOTE_ADDR=provider).status_code == 200
+    assert client.get(URL, creds, REMOTE_ADDR=provider).status_code == 200
+    # An address that never sent the right password waits like the attacker.
+    assert client.get(URL, creds, REMOTE_ADDR=newcomer).status_code == 429
+
+
+def test_a_wrong_password_makes_a_known_address_unknown_again(client, creds, settings):
+    settings.CALL_STATE_FAILURES_PER_EXTENSION = 3
+    assert client.get(URL, {**creds, "number": "1"}).status_code == 200
+    for _ in range(3):
+        assert client.get(URL, {**creds, "password": "old one"}).status_code == 403
+    assert client.get(URL, creds).status_code == 429
+
+
+def test_known_addresses_are_kept_in_redis_for_a_week(client, creds, settings):
+    shared = redis.Redis.from_url(settings.REDIS_URL)
+    assert client.get(URL, {**creds, "number": "1"}).status_code == 200
+    (key,) = shared.scan_iter("call_state:known:*")
+    assert 7 * 24 * 3600 - 10 <= shared.ttl(key) <= 7 * 24 * 3600
+    assert client.get(URL, {**creds, "password": "bad"}).status_code == 403
+    assert not list(shared.scan_iter("call_state:known:*"))
 
 
 def test_failures_per_address_give_429(client, creds, settings):
