@@ -33,6 +33,7 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
+        verbose_name = "API token"
         ordering = ["created_at"]
         constraints = [
             models.CheckConstraint(

@@ -20,7 +20,9 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _issue(token: ApiToken) -> tuple[ApiToken, str]:
+def issue_key(token: ApiToken) -> tuple[ApiToken, str]:
+    """Give `token` a new key and save it; returns it with its key (the only time it is known).
+    An existing token's old key stops working."""
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     token.key_hash = key_hash(key)
     token.full_clean()
@@ -32,12 +34,12 @@ def issue_user_token(
     user: AbstractBaseUser, name: str, read_only: bool = False
 ) -> tuple[ApiToken, str]:
     """A new token acting as `user`; returns it with its key (the only time it is known)."""
-    return _issue(ApiToken(user=user, name=name, read_only=read_only))
+    return issue_key(ApiToken(user=user, name=name, read_only=read_only))
 
 
 def issue_domain_key(domain: Domain, name: str, read_only: bool = False) -> tuple[ApiToken, str]:
     """A new API key of `domain`; returns it with its key (the only time it is known)."""
-    return _issue(ApiToken(domain=domain, name=name, read_only=read_only))
+    return issue_key(ApiToken(domain=domain, name=name, read_only=read_only))
 
 
 def find_token(key: str) -> ApiToken | None:

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from api.models import ApiToken
 from domains.models import Domain, Extension, ProviderKey
 
 
@@ -41,6 +42,20 @@ def show_provider_keys(request: HttpRequest, issued: list[tuple[ProviderKey, str
             "issued": issued,
             "call_state_url": request.build_absolute_uri(reverse("call_state")),
             "opts": ProviderKey._meta,
+        },
+    )
+
+
+def show_api_keys(request: HttpRequest, issued: list[tuple[ApiToken, str]]):
+    """`issued` pairs each API token with its new key."""
+    return _page(
+        request,
+        "admin/api/apitoken/keys.html",
+        {
+            "title": "API keys",
+            "issued": issued,
+            "domains_url": request.build_absolute_uri(reverse("api-domains")),
+            "opts": ApiToken._meta,
         },
     )
 

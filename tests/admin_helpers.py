@@ -12,7 +12,8 @@ def admin_url(obj: Model, view: str = "change") -> str:
 
 
 def changelist_url(model_name: str) -> str:
-    app = "presence" if model_name in ("call", "presenceevent") else "domains"
+    apps = {"call": "presence", "presenceevent": "presence", "apitoken": "api"}
+    app = apps.get(model_name, "domains")
     return reverse(f"admin:{app}_{model_name}_changelist")
 
 

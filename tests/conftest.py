@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth.models import User
 
+from api.models import ApiToken
+from api.tokens import issue_domain_key
 from domains.credentials import issue_provider_key
 from domains.models import Domain, Extension, Membership, ProviderKey
 from presence.models import SOURCE_CALL_STATE, Call, PresenceEvent
@@ -20,6 +22,7 @@ class Tenant:
     domain: Domain
     extension: Extension
     key: ProviderKey
+    api_key: ApiToken
     call: Call
     event: PresenceEvent
     membership: Membership
@@ -31,6 +34,7 @@ class Tenant:
             "extension": self.extension,
             "membership": self.membership,
             "providerkey": self.key,
+            "apitoken": self.api_key,
             "call": self.call,
             "presenceevent": self.event,
         }
@@ -46,6 +50,7 @@ def furnish(domain: Domain, extension: Extension, remote: str) -> Tenant:
         domain=domain,
         extension=extension,
         key=key,
+        api_key=issue_domain_key(domain, f"CRM sync of {domain}")[0],
         call=Call.objects.get(extension=extension),
         event=PresenceEvent.objects.filter(extension=extension).latest("id"),
         membership=Membership.objects.filter(domain=domain).earliest("id"),

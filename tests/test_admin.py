@@ -12,7 +12,15 @@ from presence.models import Call, PresenceEvent
 from presence.service import CallReport, report_call
 from tests.admin_helpers import admin_url, changelist_url, run_action, shown_secrets
 
-MODELS = ["domain", "extension", "membership", "providerkey", "call", "presenceevent"]
+MODELS = [
+    "domain",
+    "extension",
+    "membership",
+    "providerkey",
+    "apitoken",
+    "call",
+    "presenceevent",
+]
 
 
 # Who gets in
