@@ -27,6 +27,9 @@ def _secret(name: str) -> str:
 
 
 SECRET_KEY = _secret("SECRET_KEY")
+# Former SECRET_KEYs, comma-separated: sessions signed and relay secrets encrypted under them
+# stay readable while a new SECRET_KEY takes over (docs/operations.md).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 # Call-state passwords are stored as HMAC-SHA256 under this key, kept outside the database:
 # a stolen database dump alone cannot be used to check password guesses offline.
 CALL_STATE_KEY = _secret("CALL_STATE_KEY")

@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from domains.models import Domain, Extension
 from presence.models import PresenceEvent
+from relays.fields import EncryptedTextField
 
 WEBHOOK = "webhook"
 TEAMS = "teams"
@@ -57,8 +58,9 @@ class Relay(models.Model):
     kind = models.CharField(max_length=16, choices=KIND_CHOICES)
     enabled = models.BooleanField(default=True)
     config = models.JSONField(default=dict, blank=True)
-    # The webhook signing secret (whsec_…), the Entra client secret or the Slack token.
-    secret = models.CharField(max_length=500, blank=True)
+    # The webhook signing secret (whsec_…), the Entra client secret or the Slack token;
+    # encrypted in the database (relays/fields.py).
+    secret = EncryptedTextField(blank=True)
     disabled_reason = models.TextField(blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     # Written by the dispatcher and the delivery tasks only (see WORKER_FIELDS).
