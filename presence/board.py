@@ -51,6 +51,14 @@ def tile(extension: Extension, call: Call | None, now: datetime, show_number: bo
     }
 
 
+def hide_number(tile: dict) -> dict:
+    """The tile as a screen that never shows numbers (a kiosk) sees it."""
+    call = tile["call"]
+    if call is None or call["remote"] in (HIDDEN_NUMBER, WITHHELD_NUMBER):
+        return tile
+    return {**tile, "call": {**call, "remote": HIDDEN_NUMBER}}
+
+
 def _with_active_call(extensions):
     return extensions.prefetch_related(
         Prefetch(

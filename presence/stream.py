@@ -24,7 +24,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from domains.models import Domain, Membership
-from presence.board import board_tiles, read_stream_token, tiles_by_id
+from presence.board import board_tiles, hide_number, read_stream_token, tiles_by_id
 from presence.models import PresenceEvent
 
 logger = logging.getLogger(__name__)
@@ -168,19 +168,21 @@ class EventFollower:
         now = timezone.now()
         extension_ids = {row[2] for row in wanted}
         tiles = tiles_by_id(extension_ids, now, show_numbers)
-        # Kiosk screens never show numbers: they get tiles built without them.
-        hidden = tiles_by_id(extension_ids, now, {}) if any(show_numbers.values()) else tiles
         for_members: dict[int, list[bytes]] = {}
         for_kiosks: dict[int, list[bytes]] = {}
         for event_id, domain_id, extension_id, reason in wanted:
             if extension_id in tiles:
-                member_tile, kiosk_tile = tiles[extension_id], hidden[extension_id]
-                for_members.setdefault(domain_id, []).append(
-                    sse("presence", {"tile": member_tile, "reason": reason}, event_id)
+                member_tile = tiles[extension_id]
+                member = sse("presence", {"tile": member_tile, "reason": reason}, event_id)
+                # Kiosk screens never show numbers; most tiles show none anyway.
+                kiosk_tile = hide_number(member_tile)
+                kiosk = (
+                    member
+                    if kiosk_tile is member_tile
+                    else sse("presence", {"tile": kiosk_tile, "reason": reason}, event_id)
                 )
-                for_kiosks.setdefault(domain_id, []).append(
-                    sse("presence", {"tile": kiosk_tile, "reason": reason}, event_id)
-                )
+                for_members.setdefault(domain_id, []).append(member)
+                for_kiosks.setdefault(domain_id, []).append(kiosk)
         batches: dict[asyncio.AbstractEventLoop, list[tuple[Subscriber, bytes]]] = {}
         for domain_id, messages in for_members.items():
             members, kiosks = b"".join(messages), b"".join(for_kiosks[domain_id])

@@ -1,11 +1,15 @@
 """The presence board page (DESIGN §5): who may see it, what it shows, staff's own status."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from domains.credentials import issue_kiosk_token, revoke_kiosk_token
 from domains.models import Extension
-from presence.models import PresenceEvent
+from presence.board import hide_number, tile
+from presence.models import Call, PresenceEvent
 from presence.service import CallReport, report_call, set_availability
 
 BOARD = "/board/abc.com/"
@@ -174,3 +178,23 @@ def test_nul_in_domain_name_is_404_not_500(client, people, domain):
     assert client.get("/board/abc%00.com/").status_code == 404
     token = issue_kiosk_token(domain)
     assert client.get("/board/abc%00.com/", {"kiosk": token}).status_code == 404
+
+
+@pytest.mark.parametrize("number, withheld", [("4712345678", False), ("", True)])
+@pytest.mark.parametrize("availability", ["available", "dnd"])
+def test_hiding_the_number_of_a_tile_equals_building_it_without(
+    extension, number, withheld, availability
+):
+    """The stream derives kiosk tiles from members' tiles instead of building them again."""
+    now = timezone.now()
+    extension.availability = availability
+    call = Call(
+        extension=extension,
+        number=number,
+        withheld=withheld,
+        started_at=now - timedelta(seconds=30),
+        expires_at=now + timedelta(seconds=60),
+    )
+    for current in (call, None):
+        shown = tile(extension, current, now, show_number=True)
+        assert hide_number(shown) == tile(extension, current, now, show_number=False)
