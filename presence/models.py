@@ -53,7 +53,10 @@ STATE_CHOICES = [(state, state) for state in STATES]
 class Call(models.Model):
     """One external call of an extension, as reported by a provider. Never deleted: history."""
 
-    extension = models.ForeignKey(Extension, on_delete=models.CASCADE, related_name="calls")
+    # No index of its own: call_history and the active-call index both lead with it.
+    extension = models.ForeignKey(
+        Extension, on_delete=models.CASCADE, related_name="calls", db_index=False
+    )
     number = models.CharField(max_length=33, blank=True, help_text="Empty when withheld.")
     withheld = models.BooleanField(default=False)
     call_id = models.CharField(max_length=128, blank=True)
@@ -102,7 +105,10 @@ class PresenceEvent(models.Model):
     The audit trail, the resume point of live streams and the outbox of relays.
     """
 
-    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: event_feed leads with it, and every index costs every event insert.
+    domain = models.ForeignKey(
+        Domain, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     extension = models.ForeignKey(Extension, on_delete=models.CASCADE, related_name="events")
     call = models.ForeignKey(Call, null=True, blank=True, on_delete=models.SET_NULL)
     old_state = models.CharField(max_length=16, choices=STATE_CHOICES)
