@@ -10,6 +10,7 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from domains.models import Domain, Extension, ProviderKey
 
@@ -18,6 +19,8 @@ PASSWORD_BYTES = 18  # 144 bits, 24 URL-safe characters
 
 def hash_password(password: str) -> str:
     key = settings.CALL_STATE_KEY.encode()
+    if not key:  # a command run without it must not store hashes nobody can check later
+        raise ImproperlyConfigured("CALL_STATE_KEY must be set (a long random string)")
     return hmac.new(key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 

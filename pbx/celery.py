@@ -1,12 +1,27 @@
 import os
 
 from celery import Celery
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbx.settings")
 
 app = Celery("pbx")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def refuse_to_start_without_keys(**kwargs) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pbx.startup import require_secrets
+
+    try:
+        require_secrets()
+    except ImproperlyConfigured as error:
+        # Celery only logs what its signal handlers raise; a worker without keys must stop.
+        raise SystemExit(f"ImproperlyConfigured: {error}") from error
 
 
 @app.on_after_finalize.connect

@@ -7,6 +7,9 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbx.settings")
 django.setup()
 
+from pbx.startup import require_secrets  # noqa: E402
 from presence.stream import application  # noqa: E402
+
+require_secrets()
 
 __all__ = ["application"]

@@ -7,9 +7,12 @@ from django.core.wsgi import get_wsgi_application
 from django.http import QueryDict
 from django.utils.http import parse_header_parameters
 
+from pbx.startup import require_secrets
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbx.settings")
 
 django_application = get_wsgi_application()
+require_secrets()
 
 
 def unreadable_request(environ) -> str | None:
