@@ -20,44 +20,32 @@ def _page(request: HttpRequest, template: str, context: dict) -> TemplateRespons
     return TemplateResponse(request, template, {**admin.site.each_context(request), **context})
 
 
+def _issued(request: HttpRequest, model, title: str, issued: list, **urls: str):
+    """The page of `model`'s template `<app>/<model>/issued.html` listing (object, secret)."""
+    opts = model._meta
+    template = f"admin/{opts.app_label}/{opts.model_name}/issued.html"
+    return _page(request, template, {"title": title, "issued": issued, "opts": opts, **urls})
+
+
+def _call_state_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri(reverse("call_state"))
+
+
 def show_passwords(request: HttpRequest, issued: list[tuple[Extension, str]]):
-    return _page(
-        request,
-        "admin/domains/extension/passwords.html",
-        {
-            "title": "Call-state passwords",
-            "issued": issued,
-            "call_state_url": request.build_absolute_uri(reverse("call_state")),
-            "opts": Extension._meta,
-        },
+    return _issued(
+        request, Extension, "Call-state passwords", issued, call_state_url=_call_state_url(request)
     )
 
 
 def show_provider_keys(request: HttpRequest, issued: list[tuple[ProviderKey, str]]):
-    return _page(
-        request,
-        "admin/domains/providerkey/keys.html",
-        {
-            "title": "Provider keys",
-            "issued": issued,
-            "call_state_url": request.build_absolute_uri(reverse("call_state")),
-            "opts": ProviderKey._meta,
-        },
+    return _issued(
+        request, ProviderKey, "Provider keys", issued, call_state_url=_call_state_url(request)
     )
 
 
 def show_api_keys(request: HttpRequest, issued: list[tuple[ApiToken, str]]):
-    """`issued` pairs each API token with its new key."""
-    return _page(
-        request,
-        "admin/api/apitoken/keys.html",
-        {
-            "title": "API keys",
-            "issued": issued,
-            "domains_url": request.build_absolute_uri(reverse("api-domains")),
-            "opts": ApiToken._meta,
-        },
-    )
+    domains_url = request.build_absolute_uri(reverse("api-domains"))
+    return _issued(request, ApiToken, "API keys", issued, domains_url=domains_url)
 
 
 def kiosk_url(request: HttpRequest, domain: Domain, token: str) -> str:
