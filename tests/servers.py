@@ -31,6 +31,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def new_user_env(**extra: str) -> dict[str, str]:
+    """A new user's shell: none of the suite's settings (database, Redis, keys, DEBUG)."""
+    kept = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    return {**kept, **extra}
+
+
 def server_env(**overrides: str) -> dict[str, str]:
     """The environment of a server process pointed at the test database."""
     db = connection.settings_dict

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.servers import ROOT, WebServer, free_port, server_env
+from tests.servers import ROOT, WebServer, free_port, new_user_env, server_env
 
 pytestmark = pytest.mark.server
 
@@ -101,10 +101,7 @@ def test_make_run_serves_the_demo_and_expires_calls_by_itself(tmp_path):
     """`make run` after its install step: scripts/run-local as a new user starts it, with no
     DATABASE_URL or REDIS_URL. The printed busy line marks the demo extension busy, the idle
     line clears it, and a call sent with `expires` is ended by the worker's sweep."""
-    # A new user's shell: none of the suite's settings (database, Redis, keys, settings module).
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
-    port, stream_port = free_port(), free_port()
-    env.update(DATA_DIR=str(tmp_path), PORT=str(port), STREAM_PORT=str(stream_port))
+    env = new_user_env(DATA_DIR=str(tmp_path), PORT=str(free_port()), STREAM_PORT=str(free_port()))
     output = tmp_path / "run-local.out"
     with open(output, "wb") as sink:
         process = subprocess.Popen(

@@ -1,21 +1,18 @@
 """Keys: commands that need none run without them; servers and workers refuse to start."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.servers import ROOT, VENV_BIN
+from tests.servers import ROOT, VENV_BIN, new_user_env
 
 
 def run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
-    """A process in a new user's shell: no keys, no database settings, no DEBUG."""
-    clean = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     return subprocess.run(
         args,
         cwd=ROOT,
-        env={**clean, "DATA_DIR": str(tmp_path), **env},
+        env=new_user_env(DATA_DIR=str(tmp_path), **env),
         capture_output=True,
         text=True,
         timeout=120,
