@@ -65,13 +65,10 @@ class _RedisCommands:
         self._held = threading.local()
 
     def __call__(self, *args):
-        return self._round_trip([args])[0]
+        return self.pipeline([args])[0]
 
     def pipeline(self, commands: list[tuple]) -> list:
-        """Several commands in one round trip."""
-        return self._round_trip(commands)
-
-    def _round_trip(self, commands: list[tuple]) -> list:
+        """Several commands in one round trip; their replies."""
         connection = getattr(self._held, "connection", None)
         if connection is None:
             connection = self._held.connection = self._pool.make_connection()
